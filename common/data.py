@@ -1,0 +1,160 @@
+"""Raw data: a Hub dataset or local csv/tsv/json/jsonl/parquet files, checked before any work is done.
+
+Splits are named `train`, one name per evaluation set (`validation` when there is one, the file
+stems or Hub split names when there are several) and `test`, in that order.
+"""
+import codecs
+import csv
+import os
+from dataclasses import dataclass, field
+
+import datasets
+from datasets import DatasetDict
+
+from common.errors import UserError
+
+FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+TRAIN, TEST = "train", "test"
+
+
+@dataclass
+class RawData:
+    splits: DatasetDict
+    sources: dict = field(default_factory=dict)  # split -> where it came from, for error messages
+
+    @property
+    def eval_names(self) -> list:
+        return [name for name in self.splits if name not in (TRAIN, TEST)]
+
+    def require_columns(self, columns: dict, optional_in_test=()):
+        """columns: {column name: the flag that names it}. The test split may lack optional_in_test."""
+        for split, ds in self.splits.items():
+            for column, flag in columns.items():
+                if column in ds.column_names or (split == TEST and column in optional_in_test):
+                    continue
+                raise UserError(f"{self.sources[split]}: no column '{column}' (set by --{flag}); "
+                                f"columns there: {', '.join(ds.column_names)}")
+
+
+def load(cfg) -> RawData:
+    """Load the splits the run needs (cfg: common.args.Config), apply sample limits, check emptiness."""
+    data, training = cfg.data, cfg.training
+    for flag in ("max_train_samples", "max_eval_samples", "max_predict_samples"):
+        limit = getattr(data, flag)
+        if limit is not None and limit <= 0:
+            raise UserError(f"--{flag} must be a positive number of examples, got {limit}")
+    with training.main_process_first(desc="loading data"):
+        raw = _load_hub(data) if data.dataset_name else _load_files(data)
+    if data.validation_split_percentage and not raw.eval_names and TRAIN in raw.splits:
+        held_out = raw.splits[TRAIN].train_test_split(test_size=data.validation_split_percentage / 100,
+                                                      seed=training.seed)
+        raw.splits[TRAIN] = held_out["train"]
+        raw.splits["validation"] = held_out["test"]
+        raw.sources["validation"] = f"{data.validation_split_percentage}% of {raw.sources[TRAIN]}"
+        raw.splits = DatasetDict({k: raw.splits[k] for k in [TRAIN, "validation", TEST] if k in raw.splits})
+    _check_needed_splits(raw, training)
+    limits = {TRAIN: data.max_train_samples, TEST: data.max_predict_samples}
+    for name, ds in raw.splits.items():
+        limit = limits.get(name, data.max_eval_samples)
+        if limit is not None and limit < len(ds):
+            raw.splits[name] = ds.select(range(limit))
+    return raw
+
+
+def tokenize(raw: RawData, encode, cfg, desc="tokenizing") -> DatasetDict:
+    """Batched `encode` over every split, replacing the raw columns; the main process goes first so
+    the others reuse its cache under `accelerate launch`."""
+    with cfg.training.main_process_first(desc=desc):
+        return DatasetDict({name: ds.map(encode, batched=True, remove_columns=ds.column_names,
+                                         num_proc=cfg.data.preprocessing_num_workers, desc=f"{desc} {name}")
+                            for name, ds in raw.splits.items()})
+
+
+def _load_hub(data) -> RawData:
+    try:
+        hub = datasets.load_dataset(data.dataset_name, data.dataset_config_name)
+    except Exception as err:  # network, unknown name, missing config: all surface as one line
+        raise UserError(f"could not load Hub dataset --dataset_name {data.dataset_name}: "
+                        f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+    wanted = {TRAIN: TRAIN, **{name: name for name in data.eval_split_names}, TEST: data.predict_split_name}
+    splits = DatasetDict({ours: hub[theirs] for ours, theirs in wanted.items() if theirs in hub})
+    name = data.dataset_name + (f"/{data.dataset_config_name}" if data.dataset_config_name else "")
+    return RawData(splits, {ours: f"Hub dataset {name} split '{theirs}'" for ours, theirs in wanted.items()})
+
+
+def _load_files(data) -> RawData:
+    files = {}
+    if data.train_file:
+        files[TRAIN] = ("train_file", data.train_file)
+    validation = data.validation_file or []
+    stems = [os.path.splitext(os.path.basename(p))[0] for p in validation]
+    names = ["validation"] if len(validation) == 1 else stems
+    if len(set(names)) != len(names):
+        raise UserError(f"--validation_file: file names must differ to tell the reports apart: {validation}")
+    files.update({name: ("validation_file", path) for name, path in zip(names, validation)})
+    if data.test_file:
+        files[TEST] = ("test_file", data.test_file)
+    if not files:
+        raise UserError("no data given: pass --train_file/--validation_file/--test_file, "
+                        "or --dataset_name for a Hub dataset")
+    splits = DatasetDict({name: read_file(path, flag) for name, (flag, path) in files.items()})
+    return RawData(splits, {name: f"{path}" for name, (_, path) in files.items()})
+
+
+def read_file(path: str, flag: str = "file") -> datasets.Dataset:
+    """One local file as a Dataset; any problem becomes a one-line UserError naming the file."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in FORMATS:
+        raise UserError(f"--{flag} {path}: unsupported extension '{ext or '(none)'}'; "
+                        f"use one of {', '.join(FORMATS)}")
+    if not os.path.isfile(path):
+        raise UserError(f"--{flag} {path}: file not found")
+    if os.path.getsize(path) == 0:
+        raise UserError(f"--{flag} {path}: file is empty")
+    if ext != ".parquet":
+        _check_utf8(path, flag)
+    # TSV files such as GLUE's contain bare quotes: read them verbatim.
+    options = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if ext == ".tsv" else {}
+    try:
+        ds = datasets.load_dataset(FORMATS[ext], data_files={"data": path}, split="data", **options)
+    except Exception as err:
+        cause = _root_cause(err)
+        if "corresponds to no data" in str(cause):
+            raise UserError(f"--{flag} {path}: file has no rows") from None
+        raise UserError(f"--{flag} {path}: could not be read as {ext[1:]}: "
+                        f"{str(cause).splitlines()[0] if str(cause) else type(cause).__name__}") from None
+    if len(ds) == 0:
+        raise UserError(f"--{flag} {path}: file has no rows")
+    return ds
+
+
+def _check_utf8(path, flag):
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as err:
+                raise UserError(f"--{flag} {path}: not UTF-8 text (byte {offset + err.start}); "
+                                f"re-save the file with UTF-8 encoding") from None
+            offset += len(chunk)
+
+
+def _root_cause(err):
+    while err.__cause__ is not None or err.__context__ is not None:
+        err = err.__cause__ or err.__context__
+    return err
+
+
+def _check_needed_splits(raw: RawData, training):
+    needs = [(training.do_train, TRAIN, "--train_file"), (training.do_predict, TEST, "--test_file")]
+    for needed, split, flag in needs:
+        if needed and split not in raw.splits:
+            raise UserError(f"--do_{'train' if split == TRAIN else 'predict'} needs a {split} split: pass {flag}")
+    if training.do_eval and not raw.eval_names:
+        raise UserError("--do_eval needs evaluation data: pass --validation_file, "
+                        "or --validation_split_percentage to hold out part of train")
+    for name, ds in raw.splits.items():
+        if len(ds) == 0:
+            raise UserError(f"{raw.sources[name]}: the {name} split is empty")

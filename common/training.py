@@ -1,0 +1,81 @@
+"""The run itself, the same for every task: build the Trainer, then train → save → evaluate each
+evaluation set → predict → write artifacts."""
+import logging
+import os
+
+from transformers import EarlyStoppingCallback, Trainer
+from transformers.trainer_utils import IntervalStrategy, SaveStrategy
+
+from common import args as arguments
+from common import modeling
+from common.data import TEST, TRAIN
+from common.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+
+def build_trainer(cfg, model, tokenizer, encoded, collator, compute_metrics, main_metric,
+                  compute_loss_func=None, trainer_class=Trainer):
+    """main_metric: (name, greater_is_better), the default for best-checkpoint selection and early stopping."""
+    eval_names = [name for name in encoded if name not in (TRAIN, TEST)]
+    _configure_model_selection(cfg, main_metric, has_eval=bool(eval_names))
+    callbacks = [EarlyStoppingCallback(cfg.run.early_stopping_patience)] if cfg.run.early_stopping_patience else []
+    return trainer_class(
+        model=model, args=cfg.training, processing_class=tokenizer, data_collator=collator,
+        train_dataset=encoded[TRAIN] if cfg.training.do_train else None,
+        eval_dataset=encoded[eval_names[0]] if eval_names else None,  # the first set picks checkpoints
+        compute_metrics=compute_metrics, compute_loss_func=compute_loss_func, callbacks=callbacks)
+
+
+def run(trainer, cfg, raw, encoded, write_predictions=None):
+    """write_predictions(split, prediction_output, raw_split, output_dir) writes a split's prediction files."""
+    training = cfg.training
+    if trainer.is_world_process_zero():
+        os.makedirs(training.output_dir, exist_ok=True)
+        arguments.save_resolved(cfg, training.output_dir)
+    if training.do_train:
+        result = trainer.train(resume_from_checkpoint=training.resume_from_checkpoint)
+        save_model(trainer)
+        metrics = {**result.metrics, "train_samples": len(encoded[TRAIN])}
+        trainer.log_metrics("train", metrics)
+        trainer.save_metrics("train", metrics)
+        trainer.save_state()
+    splits = (raw.eval_names if training.do_eval else []) + ([TEST] if training.do_predict else [])
+    for split in splits:
+        prefix = "predict" if split == TEST else "eval" if split == raw.eval_names[0] else f"eval_{split}"
+        output = trainer.predict(encoded[split], metric_key_prefix=prefix)
+        metrics = {**output.metrics, f"{prefix}_samples": len(encoded[split])}
+        trainer.log_metrics(prefix, metrics)
+        trainer.save_metrics(prefix, metrics)
+        if write_predictions and trainer.is_world_process_zero():
+            write_predictions(split, output, raw.splits[split], training.output_dir)
+    if training.do_train and cfg.model.merge_lora and modeling.is_lora(trainer.model) \
+            and trainer.is_world_process_zero():
+        # Last, because merging folds the adapter into the weights in place.
+        modeling.save_merged(trainer.model, trainer.processing_class, training.output_dir)
+
+
+def save_model(trainer):
+    """Model + tokenizer + config with the label names, so pipeline() loads the output directory.
+    A LoRA run saves its adapter to <output_dir>/adapter; the merged model follows at the end of run()."""
+    if not modeling.is_lora(trainer.model):
+        return trainer.save_model()
+    adapter_dir = os.path.join(trainer.args.output_dir, modeling.ADAPTER_DIR)
+    trainer.save_model(adapter_dir)
+    if trainer.is_world_process_zero():
+        trainer.model.get_base_model().config.save_pretrained(adapter_dir)
+
+
+def _configure_model_selection(cfg, main_metric, has_eval):
+    training = cfg.training
+    if training.metric_for_best_model is None:
+        training.metric_for_best_model, training.greater_is_better = main_metric
+    if not cfg.run.early_stopping_patience:
+        return
+    if training.eval_strategy == IntervalStrategy.NO or not has_eval:
+        raise UserError("--early_stopping_patience needs evaluation during training: pass --validation_file "
+                        "and --eval_strategy epoch (or steps)")
+    # Early stopping keeps the best checkpoint, so checkpoints must be saved when evaluations happen.
+    training.load_best_model_at_end = True
+    training.save_strategy = SaveStrategy(training.eval_strategy.value)
+    training.save_steps = training.eval_steps

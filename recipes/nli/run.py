@@ -1,0 +1,69 @@
+"""Natural language inference: does the premise entail, contradict or say nothing about the hypothesis?
+
+Pairs are encoded together ([CLS] premise [SEP] hypothesis [SEP]); any label names work. Several
+evaluation sets (MNLI matched and mismatched, or your own files) are reported separately.
+
+    python recipes/nli/run.py recipes/nli/config.yaml
+    python recipes/nli/run.py --dataset_name nyu-mll/multi_nli \\
+        --eval_split_names validation_matched validation_mismatched --do_train --do_eval --output_dir out
+"""
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+sys.path.insert(0, next(str(p) for p in Path(__file__).resolve().parents if (p / "common").is_dir()))
+
+from transformers import AutoModelForSequenceClassification  # noqa: E402
+
+from common import args, classification, collators, data, losses, metrics, modeling, training  # noqa: E402
+from common.errors import exits_cleanly  # noqa: E402
+from common.labels import SINGLE, LabelSet  # noqa: E402
+
+
+@dataclass
+class NliArguments(args.DataArguments):
+    # Defaults fit SNLI and MNLI on the Hub; GLUE RTE files use sentence1/sentence2.
+    premise_column_name: str = "premise"
+    hypothesis_column_name: str = "hypothesis"
+    class_weights: Optional[str] = field(
+        default=None, metadata={"help": "'balanced' or one weight per label, for imbalanced data."})
+
+
+@exits_cleanly
+def main():
+    cfg = args.parse(NliArguments)
+    d = cfg.data
+    pair = [d.premise_column_name, d.hypothesis_column_name]
+
+    # Data and labels. SNLI marks pairs the annotators disagreed on with -1: those are dropped.
+    raw = data.load(cfg)
+    raw.require_columns({d.premise_column_name: "premise_column_name",
+                         d.hypothesis_column_name: "hypothesis_column_name",
+                         d.label_column_name: "label_column_name"}, optional_in_test=[d.label_column_name])
+    classification.check_texts(raw, pair)
+    label_set = LabelSet.from_splits(raw, d.label_column_name, d.label_list, d.strict_labels, problem_type=SINGLE)
+    classification.drop_unlabelled(raw, label_set, d.label_column_name)
+
+    # Tokenize each pair as one sequence; truncation trims the longer side first.
+    tokenizer = modeling.load_tokenizer(cfg.model)
+    encoded = data.tokenize(raw, classification.encoder(tokenizer, label_set, pair, d.label_column_name,
+                                                        d.max_seq_length), cfg)
+
+    config = modeling.load_config(cfg.model, label_set)
+    model = modeling.load_model(cfg.model, AutoModelForSequenceClassification, config, "SEQ_CLS")
+    loss = None
+    if d.class_weights and cfg.training.do_train:
+        loss = losses.weighted_loss(label_set, losses.class_weights(d.class_weights, label_set,
+                                                                    encoded[data.TRAIN]["labels"]))
+
+    # The first evaluation set picks checkpoints; every set gets its own eval_<name>_* results.
+    trainer = training.build_trainer(
+        cfg, model, tokenizer, encoded, collators.dynamic_padding(tokenizer, cfg.training),
+        compute_metrics=metrics.for_labels(label_set), main_metric=metrics.main_metric(SINGLE),
+        compute_loss_func=loss)
+    training.run(trainer, cfg, raw, encoded, classification.prediction_writer(label_set, pair, d.label_column_name))
+
+
+if __name__ == "__main__":
+    main()
