@@ -94,18 +94,15 @@ class Config(NamedTuple):
     training: TrainingArguments
 
 
-def parse(data_class=DataArguments, argv=None, defaults=None) -> Config:
-    """Parse CLI (and an optional leading config file) into the recipe's Config.
-
-    `defaults` are recipe defaults for any field (e.g. a task's main metric); the config file and
-    the command line override them.
-    """
+def parse(data_class=DataArguments, argv=None) -> Config:
+    """Parse the command line (and an optional leading config file) into the recipe's Config.
+    data_class: the recipe's subclass of DataArguments, holding its task-specific flags."""
     argv = list(sys.argv[1:] if argv is None else argv)
     classes = (ModelArguments, data_class, RunArguments, TrainingArguments)
     known = {f.name for c in classes for f in dataclasses.fields(c) if f.init}
-    prefix = _to_argv(defaults or {}, known, "recipe defaults")
+    prefix = []
     if argv and argv[0].endswith(CONFIG_EXTENSIONS):
-        prefix += _to_argv(_read_config_file(argv[0]), known, argv[0])
+        prefix = _to_argv(_read_config_file(argv[0]), known, argv[0])
         argv = argv[1:]
     parser = HfArgumentParser(classes)
     namespace, remaining = parser.parse_known_args(prefix + argv)

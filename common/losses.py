@@ -7,6 +7,13 @@ from common.errors import UserError
 from common.labels import MULTI, REGRESSION
 
 
+def from_class_weights_flag(spec, label_set, encoded, cfg):
+    """--class_weights as Trainer's compute_loss_func; None (the model's own loss) when not given."""
+    if not spec or not cfg.training.do_train:
+        return None
+    return weighted_loss(label_set, class_weights(spec, label_set, encoded["train"]["labels"]))
+
+
 def class_weights(spec, label_set, targets) -> torch.Tensor:
     """spec 'balanced' (n / (k * count), like scikit-learn) or one comma-separated weight per label.
 

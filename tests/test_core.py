@@ -173,3 +173,16 @@ def test_regression_and_multi_label_metrics():
     assert m["spearman"] == pytest.approx(1.0) and m["pearson"] < 1.0
     m = metrics.multi_label([[1, 0], [1, 1]], [[1, 0], [0, 1]])
     assert m["subset_accuracy"] == 0.5 and m["f1_micro"] == pytest.approx(0.8)
+
+
+def test_unreachable_hub_names_fail_in_one_line(tmp_path, monkeypatch):
+    """Offline (as here and behind firewalls) a Hub dataset or model name fails clearly, naming the flag."""
+    from common import modeling
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(UserError, match=r"could not load Hub dataset --dataset_name no-such/dataset-xyz: "):
+        data.load(_cfg(tmp_path, "--dataset_name", "no-such/dataset-xyz"))
+    cfg = _cfg(tmp_path, "--model_name_or_path", "no-such/model-xyz")
+    with pytest.raises(UserError, match=r"--model_name_or_path no-such/model-xyz: could not load it") as err:
+        modeling.load_tokenizer(cfg.model)
+    assert "\n" not in str(err.value)

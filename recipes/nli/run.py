@@ -52,10 +52,7 @@ def main():
 
     config = modeling.load_config(cfg.model, label_set)
     model = modeling.load_model(cfg.model, AutoModelForSequenceClassification, config, "SEQ_CLS")
-    loss = None
-    if d.class_weights and cfg.training.do_train:
-        loss = losses.weighted_loss(label_set, losses.class_weights(d.class_weights, label_set,
-                                                                    encoded[data.TRAIN]["labels"]))
+    loss = losses.from_class_weights_flag(d.class_weights, label_set, encoded, cfg)
 
     # The first evaluation set picks checkpoints; every set gets its own eval_<name>_* results.
     trainer = training.build_trainer(

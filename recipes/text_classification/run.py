@@ -52,10 +52,7 @@ def main():
     # Model: pre-trained encoder + a fresh head sized to the label set (+ --freeze_encoder / --lora).
     config = modeling.load_config(cfg.model, label_set)
     model = modeling.load_model(cfg.model, AutoModelForSequenceClassification, config, "SEQ_CLS")
-    loss = None
-    if d.class_weights and cfg.training.do_train:
-        weights = losses.class_weights(d.class_weights, label_set, encoded[data.TRAIN]["labels"])
-        loss = losses.weighted_loss(label_set, weights)
+    loss = losses.from_class_weights_flag(d.class_weights, label_set, encoded, cfg)
 
     trainer = training.build_trainer(
         cfg, model, tokenizer, encoded, collators.dynamic_padding(tokenizer, cfg.training),
