@@ -7,7 +7,6 @@ Each run's metrics, wall time and peak memory go to bench/results.md (and bench/
 """
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -31,7 +30,12 @@ def run(name):
     results = json.loads((ROOT / "bench/out" / name / "all_results.json").read_text())
     return (f"| {name} | `python {' '.join(command[1:])}` | {results[metric]:.4f} | "
             f"{results['train_samples']} x {results['epoch']:.0f} ep | {wall / 60:.1f} min | "
-            f"{results['train_samples_per_second']:.0f} | {peak_gib:.1f} GiB | {platform.node() or 'cpu'} |")
+            f"{results['train_samples_per_second']:.0f} | {peak_gib:.1f} GiB | {machine()} |")
+
+
+def machine():
+    import torch
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else f"{os.cpu_count()}-core CPU"
 
 
 if __name__ == "__main__":

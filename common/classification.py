@@ -15,6 +15,8 @@ logger = logging.getLogger(__name__)
 
 def check_texts(raw, text_columns):
     """Every text cell must be a string: a None or number would crash deep inside the tokenizer."""
+    if len(text_columns) > 2:
+        raise UserError(f"--text_column_names {','.join(text_columns)}: give one column, or two for a text pair")
     for split, ds in raw.splits.items():
         for column in text_columns:
             bad = next((i for i, v in enumerate(ds[column]) if not isinstance(v, str)), None)

@@ -186,3 +186,14 @@ def test_unreachable_hub_names_fail_in_one_line(tmp_path, monkeypatch):
     with pytest.raises(UserError, match=r"--model_name_or_path no-such/model-xyz: could not load it") as err:
         modeling.load_tokenizer(cfg.model)
     assert "\n" not in str(err.value)
+
+
+def test_class_label_features_keep_their_names_and_ids(tmp_path):
+    """Hub datasets carry ClassLabel names (as parquet files written by datasets do): those are the labels."""
+    from datasets import ClassLabel, Dataset, Features, Value
+    features = Features({"text": Value("string"), "label": ClassLabel(names=["neg", "pos"])})
+    Dataset.from_dict({"text": ["a", "b", "c"], "label": [1, 0, -1]}, features=features).to_parquet(tmp_path / "t.parquet")
+    raw = data.load(_cfg(tmp_path, "--train_file", str(tmp_path / "t.parquet")))
+    label_set = labels.LabelSet.from_splits(raw, "label")
+    assert label_set.names == ["neg", "pos"] and label_set.ids_given and label_set.encode(1) == 1
+    assert [label_set.is_labelled(v) for v in raw.splits["train"]["label"]] == [True, True, False]
