@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, Optional
 
 import yaml
-from transformers import HfArgumentParser, TrainingArguments
+from transformers import HfArgumentParser, TrainingArguments, set_seed
 
 from common.errors import UserError
 
@@ -85,6 +85,8 @@ class RunArguments:
     auto_bf16: bool = field(
         default=True, metadata={"help": "Use bf16 autocast when the hardware does it fast (Ampere+ GPUs, "
                                         "CPUs with AVX512-BF16/AMX) and neither --bf16 nor --fp16 is given."})
+    # TrainingArguments set for this machine (bf16, use_cpu): not written to run_config.yaml.
+    machine_settings: list = field(default_factory=list, init=False, repr=False)
 
 
 class Config(NamedTuple):
@@ -100,11 +102,16 @@ def parse(data_class=DataArguments, argv=None) -> Config:
     argv = list(sys.argv[1:] if argv is None else argv)
     classes = (ModelArguments, data_class, RunArguments, TrainingArguments)
     known = {f.name for c in classes for f in dataclasses.fields(c) if f.init}
-    prefix = []
+    prefix, config_path = [], None
     if argv and argv[0].endswith(CONFIG_EXTENSIONS):
-        prefix = _to_argv(_read_config_file(argv[0]), known, argv[0])
-        argv = argv[1:]
-    parser = HfArgumentParser(classes)
+        config_path, argv = argv[0], argv[1:]
+        prefix = _to_argv(_read_config_file(config_path), known, config_path)
+    parser = HfArgumentParser(classes, allow_abbrev=False)  # --learning_rat must not mean --learning_rate
+    source = f" (from {config_path} or the command line)" if config_path else ""
+
+    def error(message):
+        raise UserError(f"{message}{source}")
+    parser.error = error  # one line instead of argparse's page of usage
     namespace, remaining = parser.parse_known_args(prefix + argv)
     if remaining:
         flag = next((a for a in remaining if a.startswith("--")), remaining[0])
@@ -113,27 +120,30 @@ def parse(data_class=DataArguments, argv=None) -> Config:
     model, data, run = (c(**{f.name: values[f.name] for f in dataclasses.fields(c) if f.init})
                         for c in classes[:3])
     training_inputs = {f.name: values[f.name] for f in dataclasses.fields(TrainingArguments) if f.init}
-    _choose_device_and_precision(training_inputs, run)
+    run.machine_settings = _choose_device_and_precision(training_inputs, run)
     try:
         training = TrainingArguments(**training_inputs)
     except ValueError as err:
         raise UserError(f"training arguments: {str(err).splitlines()[0]}") from None
     _check_output_dir(run, training)
+    set_seed(training.seed)  # before the model exists, so its new head starts the same every run
     return Config(model, data, run, training)
 
 
 def save_resolved(cfg: Config, output_dir: str) -> str:
-    """Write every setting of the run to <output_dir>/run_config.yaml; it is itself a valid config file."""
-    resolved = {}
-    for args in cfg[:3]:
-        resolved.update(dataclasses.asdict(args))
+    """Write the run's settings to <output_dir>/run_config.yaml, itself a valid config file: every field
+    of the recipe's own arguments, and each TrainingArguments value that differs from its default.
+    Left out: what this machine chose (bf16, use_cpu) and run control (overwrite, resume)."""
+    skip = {"overwrite_output_dir", "resume_from_checkpoint", "hub_token", *cfg.run.machine_settings}
+    resolved = {f.name: getattr(args, f.name) for args in cfg[:3] for f in dataclasses.fields(args) if f.init}
     for f in dataclasses.fields(TrainingArguments):
         value = getattr(cfg.training, f.name)
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         value = value.value if hasattr(value, "value") else value  # enums as their names
         plain = isinstance(value, (str, int, float, bool, list, dict))  # skip objects that cannot re-parse
-        if f.init and plain and value != default and f.name != "hub_token":
+        if f.init and plain and value != default:
             resolved[f.name] = value
+    resolved = {k: v for k, v in resolved.items() if k not in skip}
     path = os.path.join(output_dir, RESOLVED_CONFIG_NAME)
     with open(path, "w") as fh:
         yaml.safe_dump(json.loads(json.dumps(resolved, default=str)), fh, sort_keys=False)
@@ -195,11 +205,15 @@ def _choose_device_and_precision(training: dict, run: RunArguments):
     import torch
     accelerator = (torch.cuda.is_available() or torch.backends.mps.is_available()
                    or (hasattr(torch, "xpu") and torch.xpu.is_available()))
-    if not accelerator:
+    chosen = []
+    if not accelerator and not training["use_cpu"]:
         training["use_cpu"] = True
+        chosen.append("use_cpu")
     if run.auto_bf16 and not training["bf16"] and not training["fp16"]:
         training["bf16"] = torch.cuda.is_bf16_supported() if torch.cuda.is_available() else (
             training["use_cpu"] and cpu_has_fast_bf16())
+        chosen += ["bf16"] if training["bf16"] else []
+    return chosen
 
 
 def cpu_has_fast_bf16() -> bool:

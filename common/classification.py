@@ -8,7 +8,7 @@ import numpy as np
 from common import artifacts, metrics
 from common.data import TEST
 from common.errors import UserError
-from common.labels import MULTI, REGRESSION
+from common.labels import MULTI, REGRESSION, label_key
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ def check_texts(raw, text_columns):
         for column in text_columns:
             bad = next((i for i, v in enumerate(ds[column]) if not isinstance(v, str)), None)
             if bad is not None:
-                raise UserError(f"{raw.sources[split]}: row {bad} of column '{column}' is "
+                raise UserError(f"{raw.sources[split]}: data row {bad + 1} of column '{column}' is "
                                 f"{ds[column][bad]!r}, not text; fill or drop such rows")
 
 
@@ -56,10 +56,10 @@ def prediction_writer(label_set, text_columns, label_column, threshold=0.5):
 
     def gold_name(value):
         if label_set.problem_type == MULTI:
-            return [names[v] if label_set.ids_given else str(v) for v in value]
+            return [names[v] if label_set.ids_given else label_key(v) for v in value]
         if label_set.problem_type == REGRESSION:
             return float(value)
-        return names[value] if label_set.ids_given else str(value)
+        return names[value] if label_set.ids_given else label_key(value)
 
     def write(split, output, raw_split, output_dir):
         scores = metrics.scores_from_logits(output.predictions, label_set.problem_type)

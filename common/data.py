@@ -43,9 +43,16 @@ def load(cfg) -> RawData:
         limit = getattr(data, flag)
         if limit is not None and limit <= 0:
             raise UserError(f"--{flag} must be a positive number of examples, got {limit}")
+    percentage = data.validation_split_percentage
+    if percentage is not None and not 0 < percentage < 100:
+        raise UserError(f"--validation_split_percentage must be between 1 and 99, got {percentage}")
     with training.main_process_first(desc="loading data"):
         raw = _load_hub(data) if data.dataset_name else _load_files(data)
-    if data.validation_split_percentage and not raw.eval_names and TRAIN in raw.splits:
+    if percentage and raw.eval_names:
+        raise UserError(f"--validation_split_percentage {percentage} holds out part of train, but evaluation data "
+                        f"is given ({raw.sources[raw.eval_names[0]]}); drop one of them "
+                        f"(--validation_file \"\" clears a config file's)")
+    if percentage and TRAIN in raw.splits:
         held_out = raw.splits[TRAIN].train_test_split(test_size=data.validation_split_percentage / 100,
                                                       seed=training.seed)
         raw.splits[TRAIN] = held_out["train"]
@@ -83,10 +90,10 @@ def _load_hub(data) -> RawData:
 
 
 def _load_files(data) -> RawData:
-    files = {}
+    files = {}  # an empty path ("") clears a file set in a config file
     if data.train_file:
         files[TRAIN] = ("train_file", data.train_file)
-    validation = data.validation_file or []
+    validation = [path for path in data.validation_file or [] if path]
     stems = [os.path.splitext(os.path.basename(p))[0] for p in validation]
     names = ["validation"] if len(validation) == 1 else stems
     if len(set(names)) != len(names):

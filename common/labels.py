@@ -45,13 +45,13 @@ class LabelSet:
 
         keys = {split: _keys(vs, problem_type == MULTI) for split, vs in values.items()}
         if label_list:
-            allowed = set(label_list)
+            allowed = {label_key(v) for v in label_list}
             for split, ks in keys.items():
                 unknown = sorted(ks - allowed)
                 if unknown:
                     raise UserError(f"{raw.sources[split]}: label(s) {_show(unknown)} in column '{column}' are "
                                     f"not in --label_list; add them or fix the data")
-            return cls(list(label_list), problem_type)
+            return cls([label_key(v) for v in label_list], problem_type)
         if strict and "train" in keys:
             for split, ks in keys.items():
                 unseen = sorted(ks - keys["train"])
@@ -79,9 +79,9 @@ class LabelSet:
         if self.problem_type == MULTI:
             hot = [0.0] * len(self.names)
             for v in value:
-                hot[v if self.ids_given else self.label2id[str(v)]] = 1.0
+                hot[v if self.ids_given else self.label2id[label_key(v)]] = 1.0
             return hot
-        return value if self.ids_given else self.label2id[str(value)]
+        return value if self.ids_given else self.label2id[label_key(value)]
 
     def is_labelled(self, value) -> bool:
         return _is_present(value) and (self.problem_type == REGRESSION or not _is_no_label_id(value))
@@ -96,8 +96,15 @@ def _is_no_label_id(value):
     return isinstance(value, int) and not isinstance(value, bool) and value == -1
 
 
+def label_key(value) -> str:
+    """A label's name: 3 and 3.0 are both '3' (a CSV column with blank cells is read as floats)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
+
+
 def _keys(values, multi):
-    return {str(v) for value in values for v in (value if multi else [value])}
+    return {label_key(v) for value in values for v in (value if multi else [value])}
 
 
 def _infer_problem_type(values, feature):

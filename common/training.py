@@ -3,24 +3,34 @@ evaluation set → predict → write artifacts."""
 import logging
 import os
 
+from torch.utils.data import SequentialSampler
 from transformers import EarlyStoppingCallback, Trainer
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
 from common import args as arguments
-from common import modeling
+from common import artifacts, modeling
 from common.data import TEST, TRAIN
 from common.errors import UserError
 
 logger = logging.getLogger(__name__)
 
 
-def build_trainer(cfg, model, tokenizer, encoded, collator, compute_metrics, main_metric,
-                  compute_loss_func=None, trainer_class=Trainer):
+class RecipeTrainer(Trainer):
+    """Trainer that evaluates and predicts in dataset order. With group_by_length, transformers 5 also
+    length-groups evaluation batches, which shuffles predictions against their examples."""
+
+    def _get_eval_sampler(self, eval_dataset):
+        if self.args.train_sampling_strategy != "group_by_length" or eval_dataset is None:
+            return super()._get_eval_sampler(eval_dataset)
+        return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
+
+
+def build_trainer(cfg, model, tokenizer, encoded, collator, compute_metrics, main_metric, compute_loss_func=None):
     """main_metric: (name, greater_is_better), the default for best-checkpoint selection and early stopping."""
     eval_names = [name for name in encoded if name not in (TRAIN, TEST)]
     _configure_model_selection(cfg, main_metric, has_eval=bool(eval_names))
     callbacks = [EarlyStoppingCallback(cfg.run.early_stopping_patience)] if cfg.run.early_stopping_patience else []
-    return trainer_class(
+    return RecipeTrainer(
         model=model, args=cfg.training, processing_class=tokenizer, data_collator=collator,
         train_dataset=encoded[TRAIN] if cfg.training.do_train else None,
         eval_dataset=encoded[eval_names[0]] if eval_names else None,  # the first set picks checkpoints
@@ -30,29 +40,37 @@ def build_trainer(cfg, model, tokenizer, encoded, collator, compute_metrics, mai
 def run(trainer, cfg, raw, encoded, write_predictions=None):
     """write_predictions(split, prediction_output, raw_split, output_dir) writes a split's prediction files."""
     training = cfg.training
-    if trainer.is_world_process_zero():
+    main_process = trainer.is_world_process_zero()
+    finished_marker = os.path.join(training.output_dir, arguments.FINISHED_MARKER)
+    if main_process:
         os.makedirs(training.output_dir, exist_ok=True)
+        if os.path.exists(finished_marker):  # --overwrite_output_dir: a crash must not leave the old marker
+            os.remove(finished_marker)
         arguments.save_resolved(cfg, training.output_dir)
+    all_results = {}
     if training.do_train:
         result = trainer.train(resume_from_checkpoint=training.resume_from_checkpoint)
         save_model(trainer)
         metrics = {**result.metrics, "train_samples": len(encoded[TRAIN])}
         trainer.log_metrics("train", metrics)
-        trainer.save_metrics("train", metrics)
+        trainer.save_metrics("train", metrics, combined=False)
         trainer.save_state()
+        all_results.update(metrics)
     splits = (raw.eval_names if training.do_eval else []) + ([TEST] if training.do_predict else [])
     for split in splits:
         prefix = "predict" if split == TEST else "eval" if split == raw.eval_names[0] else f"eval_{split}"
         output = trainer.predict(encoded[split], metric_key_prefix=prefix)
         metrics = {**output.metrics, f"{prefix}_samples": len(encoded[split])}
         trainer.log_metrics(prefix, metrics)
-        trainer.save_metrics(prefix, metrics)
-        if write_predictions and trainer.is_world_process_zero():
+        trainer.save_metrics(prefix, metrics, combined=False)
+        all_results.update(metrics)
+        if write_predictions and main_process:
             write_predictions(split, output, raw.splits[split], training.output_dir)
-    if training.do_train and cfg.model.merge_lora and modeling.is_lora(trainer.model) \
-            and trainer.is_world_process_zero():
-        # Last, because merging folds the adapter into the weights in place.
+    if training.do_train and cfg.model.merge_lora and modeling.is_lora(trainer.model) and main_process:
+        # After evaluation, because merging folds the adapter into the weights in place.
         modeling.save_merged(trainer.model, trainer.processing_class, training.output_dir)
+    if main_process:  # written last: its presence marks a finished run
+        artifacts.write_json(finished_marker, all_results)
 
 
 def save_model(trainer):

@@ -35,10 +35,21 @@ def test_unknown_config_key_suggests_the_closest_name(tmp_path):
         args.parse(argv=["--output_dir", str(tmp_path), "--lora_alhpa", "4"])
 
 
+def test_bad_values_and_abbreviations_are_one_line_errors(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("num_train_epochs: three\n")
+    with pytest.raises(UserError, match=r"invalid float value: 'three' \(from .*c.yaml or the command line\)"):
+        args.parse(argv=[str(path)])
+    with pytest.raises(UserError, match=r"unknown argument --learning_rat "):
+        args.parse(argv=["--output_dir", str(tmp_path), "--learning_rat", "1e-4"])
+
+
 def test_resolved_config_is_itself_a_valid_config(tmp_path):
     cfg = args.parse(argv=["--output_dir", str(tmp_path), "--train_file", "x.csv", "--lora_r", "4",
                            "--learning_rate", "1e-3", "--warmup_steps", "0.2", "--report_to", "none"])
     saved = args.save_resolved(cfg, str(tmp_path))
+    written = yaml.safe_load(open(saved))
+    assert "use_cpu" not in written and "overwrite_output_dir" not in written  # machine choice, run control
     again = args.parse(argv=[saved])
     assert again.model == cfg.model and again.data == cfg.data and again.run == cfg.run
     assert again.training.learning_rate == 1e-3 and again.training.warmup_steps == 0.2
@@ -110,6 +121,20 @@ def test_missing_column_names_the_flag_and_the_columns_there(tmp_path):
         raw.require_columns({"text": "text_column_names"})
 
 
+def test_validation_split_percentage(tmp_path):
+    write_csv(tmp_path / "t.csv", [{"text": f"x{i}", "label": "a"} for i in range(50)])
+    train = ["--train_file", str(tmp_path / "t.csv")]
+    raw = data.load(_cfg(tmp_path, *train, "--validation_split_percentage", "20"))
+    assert len(raw.splits["train"]) == 40 and len(raw.splits["validation"]) == 10
+    raw = data.load(_cfg(tmp_path, *train, "--validation_file", "", "--validation_split_percentage", "20"))
+    assert raw.eval_names == ["validation"]  # "" clears a config file's validation file
+    with pytest.raises(UserError, match="must be between 1 and 99, got 150"):
+        data.load(_cfg(tmp_path, *train, "--validation_split_percentage", "150"))
+    with pytest.raises(UserError, match="holds out part of train, but evaluation data is given"):
+        data.load(_cfg(tmp_path, *train, "--validation_file", str(tmp_path / "t.csv"),
+                       "--validation_split_percentage", "20"))
+
+
 def test_sample_limits_must_be_positive_and_needed_splits_exist(tmp_path):
     write_csv(tmp_path / "t.csv", [{"text": "x", "label": "a"}])
     with pytest.raises(UserError, match="--max_train_samples must be a positive number"):
@@ -136,6 +161,17 @@ def test_label_set_is_the_union_of_splits_in_numeric_order(tmp_path):
     assert label_set.encode(10) == 2
     with pytest.raises(UserError, match=r"label\(s\) '2' never occur in the train split \(--strict_labels\)"):
         labels.LabelSet.from_splits(raw, "label", strict=True)
+
+
+def test_integer_labels_read_as_floats_keep_integer_names(tmp_path):
+    """A CSV label column with blank cells is read as floats (3.0): the label is still '3', in every split."""
+    (tmp_path / "train.csv").write_text("text,label\na,3\nb,\nc,1\n")
+    (tmp_path / "dev.csv").write_text("text,label\nd,3\ne,1\n")
+    raw = data.load(_cfg(tmp_path, "--train_file", str(tmp_path / "train.csv"),
+                         "--validation_file", str(tmp_path / "dev.csv")))
+    assert raw.splits["train"]["label"][0] == 3.0  # as read
+    label_set = labels.LabelSet.from_splits(raw, "label")
+    assert label_set.names == ["1", "3"] and label_set.encode(3.0) == label_set.encode(3) == 1
 
 
 def test_label_list_fixes_order_and_rejects_others(tmp_path):
@@ -175,17 +211,16 @@ def test_regression_and_multi_label_metrics():
     assert m["subset_accuracy"] == 0.5 and m["f1_micro"] == pytest.approx(0.8)
 
 
-def test_unreachable_hub_names_fail_in_one_line(tmp_path, monkeypatch):
-    """Offline (as here and behind firewalls) a Hub dataset or model name fails clearly, naming the flag."""
-    from common import modeling
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    with pytest.raises(UserError, match=r"could not load Hub dataset --dataset_name no-such/dataset-xyz: "):
-        data.load(_cfg(tmp_path, "--dataset_name", "no-such/dataset-xyz"))
-    cfg = _cfg(tmp_path, "--model_name_or_path", "no-such/model-xyz")
-    with pytest.raises(UserError, match=r"--model_name_or_path no-such/model-xyz: could not load it") as err:
-        modeling.load_tokenizer(cfg.model)
-    assert "\n" not in str(err.value)
+def test_unreachable_hub_names_fail_in_one_line(tmp_path):
+    """Offline (as here, and behind firewalls) a Hub dataset or model name fails clearly, naming the flag."""
+    from conftest import run_recipe
+    write_csv(tmp_path / "t.csv", [{"text": "x", "label": "a"}])
+    for flags, message in (
+            (["--dataset_name", "no-such/dataset-xyz"], "could not load Hub dataset --dataset_name no-such/dataset-xyz"),
+            (["--train_file", tmp_path / "t.csv", "--model_name_or_path", "no-such/model-xyz"],
+             "--model_name_or_path no-such/model-xyz: could not load it")):
+        proc = run_recipe("text_classification", *flags, "--do_train", "--output_dir", tmp_path / "o", check=False)
+        assert proc.returncode == 2 and message in proc.stderr.strip().splitlines()[-1], proc.stderr[-1500:]
 
 
 def test_class_label_features_keep_their_names_and_ids(tmp_path):

@@ -20,12 +20,20 @@ def test_real_weights_report_each_evaluation_set_and_pipeline_reads_pairs(demo_d
     assert results["eval_accuracy"] > 0.6 and results["eval_dev_mismatched_accuracy"] > 0.6, results  # chance: 1/3
     assert results["eval_samples"] == results["eval_dev_mismatched_samples"] == 150
     assert (out / "eval_dev_mismatched_results.json").exists() and (out / "dev_mismatched_predictions.jsonl").exists()
-    row = read_jsonl(out / "predictions.jsonl")[0]
-    assert set(row["input"]) == {"premise", "hypothesis"}
-    assert set(row["probabilities"]) == {"entailment", "neutral", "contradiction"}
+    rows = read_jsonl(out / "predictions.jsonl")
+    assert set(rows[0]["input"]) == {"premise", "hypothesis"}
+    assert set(rows[0]["probabilities"]) == {"entailment", "neutral", "contradiction"}
+    # The saved model in pipeline() (fp32) agrees with the run's bf16 predictions where they are not near a tie.
     classify = pipeline("text-classification", model=str(out))
-    pair = {"text": row["input"]["premise"], "text_pair": row["input"]["hypothesis"]}
-    assert classify(pair)["label"] == row["predicted_label"]
+
+    def margin(row):
+        top, second = sorted(row["probabilities"].values())[::-1][:2]
+        return top - second
+    confident = [r for r in rows if margin(r) > 0.1][:20]
+    assert len(confident) >= 10
+    for row in confident:
+        pair = {"text": row["input"]["premise"], "text_pair": row["input"]["hypothesis"]}
+        assert classify(pair)["label"] == row["predicted_label"]
 
 
 def test_unlabelled_pairs_are_dropped_and_integer_labels_work(tiny_model, tmp_path):

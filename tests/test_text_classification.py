@@ -31,6 +31,8 @@ def test_real_weights_train_evaluate_predict_and_pipeline_shows_label_names(demo
     assert classifier("What a wonderful, heartfelt film.")[0]["label"] == "positive"
     assert classifier("The plot was boring and painful.")[0]["label"] == "negative"
     assert read_json(out / "per_class.json")["positive"]["support"] == sum(r["label"] == "positive" for r in rows)
+    # Each row's prediction belongs to that row's text (the config groups batches by length).
+    assert [classifier(r["input"])[0]["label"] for r in rows[:30]] == [r["predicted_label"] for r in rows[:30]]
 
 
 def _pairs(n, offset=0):
@@ -102,6 +104,18 @@ def test_lora_adapter_reloads_and_merged_model_predicts_the_same(demo_data, tmp_
     results = read_json(out / "all_results.json")
     rows = read_jsonl(out / "validation_predictions.jsonl")
     assert results["eval_accuracy"] == pytest.approx(sum(r["predicted_label"] == r["label"] for r in rows) / len(rows))
+
+
+def test_same_seed_same_model_and_run_config_reruns_it(tiny_model, tmp_path):
+    from safetensors.torch import load_file
+    write_jsonl(tmp_path / "t.jsonl", [{"text": f"w{i}", "label": str(i % 3)} for i in range(24)])
+    first, second, rerun = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    for out in (first, second):
+        run_recipe(TASK, "--model_name_or_path", tiny_model, "--train_file", tmp_path / "t.jsonl", "--do_train",
+                   "--num_train_epochs", "1", "--seed", "7", "--output_dir", out, *FAST)
+    run_recipe(TASK, first / "run_config.yaml", "--output_dir", rerun)
+    weights = [load_file(out / "model.safetensors")["classifier.weight"] for out in (first, second, rerun)]
+    assert weights[0].equal(weights[1]) and weights[0].equal(weights[2])
 
 
 def test_freeze_encoder_trains_only_the_head(tiny_model, tmp_path):
