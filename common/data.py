@@ -24,7 +24,7 @@ class RawData:
 
     @property
     def eval_names(self) -> list:
-        return [name for name in self.splits if name not in (TRAIN, TEST)]
+        return eval_names(self.splits)
 
     def require_columns(self, columns: dict, optional_in_test=()):
         """columns: {column name: the flag that names it}. The test split may lack optional_in_test."""
@@ -34,6 +34,11 @@ class RawData:
                     continue
                 raise UserError(f"{self.sources[split]}: no column '{column}' (set by --{flag}); "
                                 f"columns there: {', '.join(ds.column_names)}")
+
+
+def eval_names(splits) -> list:
+    """The evaluation splits of a (raw or encoded) DatasetDict, in order: all but train and test."""
+    return [name for name in splits if name not in (TRAIN, TEST)]
 
 
 def load(cfg) -> RawData:
@@ -53,11 +58,10 @@ def load(cfg) -> RawData:
                         f"is given ({raw.sources[raw.eval_names[0]]}); drop one of them "
                         f"(--validation_file \"\" clears a config file's)")
     if percentage and TRAIN in raw.splits:
-        held_out = raw.splits[TRAIN].train_test_split(test_size=data.validation_split_percentage / 100,
-                                                      seed=training.seed)
+        held_out = raw.splits[TRAIN].train_test_split(test_size=percentage / 100, seed=training.seed)
         raw.splits[TRAIN] = held_out["train"]
         raw.splits["validation"] = held_out["test"]
-        raw.sources["validation"] = f"{data.validation_split_percentage}% of {raw.sources[TRAIN]}"
+        raw.sources["validation"] = f"{percentage}% of {raw.sources[TRAIN]}"
         raw.splits = DatasetDict({k: raw.splits[k] for k in [TRAIN, "validation", TEST] if k in raw.splits})
     _check_needed_splits(raw, training)
     limits = {TRAIN: data.max_train_samples, TEST: data.max_predict_samples}

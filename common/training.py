@@ -9,6 +9,7 @@ from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
 from common import args as arguments
 from common import artifacts, modeling
+from common import data
 from common.data import TEST, TRAIN
 from common.errors import UserError
 
@@ -27,7 +28,7 @@ class RecipeTrainer(Trainer):
 
 def build_trainer(cfg, model, tokenizer, encoded, collator, compute_metrics, main_metric, compute_loss_func=None):
     """main_metric: (name, greater_is_better), the default for best-checkpoint selection and early stopping."""
-    eval_names = [name for name in encoded if name not in (TRAIN, TEST)]
+    eval_names = data.eval_names(encoded)
     _configure_model_selection(cfg, main_metric, has_eval=bool(eval_names))
     callbacks = [EarlyStoppingCallback(cfg.run.early_stopping_patience)] if cfg.run.early_stopping_patience else []
     return RecipeTrainer(
