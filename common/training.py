@@ -26,13 +26,15 @@ class RecipeTrainer(Trainer):
         return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
 
 
-def build_trainer(cfg, model, tokenizer, encoded, collator, compute_metrics, main_metric, compute_loss_func=None):
-    """main_metric: (name, greater_is_better), the default for best-checkpoint selection and early stopping."""
+def build_trainer(cfg, make_model, tokenizer, encoded, collator, compute_metrics, main_metric, compute_loss_func=None):
+    """make_model(model_args) -> model: called once, or once per trial under --hpo_trials (with that trial's
+    LoRA / freezing choices in model_args). main_metric: (name, greater_is_better), the default for
+    best-checkpoint selection, early stopping and the search objective."""
     eval_names = data.eval_names(encoded)
     _configure_model_selection(cfg, main_metric, has_eval=bool(eval_names))
     callbacks = [EarlyStoppingCallback(cfg.run.early_stopping_patience)] if cfg.run.early_stopping_patience else []
     return RecipeTrainer(
-        model=model, args=cfg.training, processing_class=tokenizer, data_collator=collator,
+        model=make_model(cfg.model), args=cfg.training, processing_class=tokenizer, data_collator=collator,
         train_dataset=encoded[TRAIN] if cfg.training.do_train else None,
         eval_dataset=encoded[eval_names[0]] if eval_names else None,  # the first set picks checkpoints
         compute_metrics=compute_metrics, compute_loss_func=compute_loss_func, callbacks=callbacks)

@@ -51,12 +51,13 @@ def main():
                                                         d.max_seq_length), cfg)
 
     config = modeling.load_config(cfg.model, label_set)
-    model = modeling.load_model(cfg.model, AutoModelForSequenceClassification, config, "SEQ_CLS")
+    make_model = lambda model_args: modeling.load_model(  # noqa: E731  (per trial under --hpo_trials)
+        model_args, AutoModelForSequenceClassification, config, "SEQ_CLS")
     loss = losses.from_class_weights_flag(d.class_weights, label_set, encoded, cfg)
 
     # The first evaluation set picks checkpoints; every set gets its own eval_<name>_* results.
     trainer = training.build_trainer(
-        cfg, model, tokenizer, encoded, collators.dynamic_padding(tokenizer, cfg.training),
+        cfg, make_model, tokenizer, encoded, collators.dynamic_padding(tokenizer, cfg.training),
         compute_metrics=metrics.for_labels(label_set), main_metric=metrics.main_metric(SINGLE),
         compute_loss_func=loss)
     training.run(trainer, cfg, raw, encoded, classification.prediction_writer(label_set, pair, d.label_column_name))

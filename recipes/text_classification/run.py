@@ -51,11 +51,12 @@ def main():
 
     # Model: pre-trained encoder + a fresh head sized to the label set (+ --freeze_encoder / --lora).
     config = modeling.load_config(cfg.model, label_set)
-    model = modeling.load_model(cfg.model, AutoModelForSequenceClassification, config, "SEQ_CLS")
+    make_model = lambda model_args: modeling.load_model(  # noqa: E731  (per trial under --hpo_trials)
+        model_args, AutoModelForSequenceClassification, config, "SEQ_CLS")
     loss = losses.from_class_weights_flag(d.class_weights, label_set, encoded, cfg)
 
     trainer = training.build_trainer(
-        cfg, model, tokenizer, encoded, collators.dynamic_padding(tokenizer, cfg.training),
+        cfg, make_model, tokenizer, encoded, collators.dynamic_padding(tokenizer, cfg.training),
         compute_metrics=metrics.for_labels(label_set, d.multi_label_threshold),
         main_metric=metrics.main_metric(label_set.problem_type), compute_loss_func=loss)
     training.run(trainer, cfg, raw, encoded, classification.prediction_writer(
