@@ -5,7 +5,7 @@ import os
 
 from torch.utils.data import SequentialSampler
 from transformers import EarlyStoppingCallback, Trainer
-from transformers.trainer_utils import IntervalStrategy, SaveStrategy
+from transformers.trainer_utils import IntervalStrategy, SaveStrategy, number_of_arguments
 
 from common import args as arguments
 from common import artifacts, modeling
@@ -17,8 +17,18 @@ logger = logging.getLogger(__name__)
 
 
 class RecipeTrainer(Trainer):
-    """Trainer that evaluates and predicts in dataset order. With group_by_length, transformers 5 also
-    length-groups evaluation batches, which shuffles predictions against their examples."""
+    """Trainer that evaluates and predicts in dataset order (with group_by_length, transformers 5 also
+    length-groups evaluation batches, which shuffles predictions against their examples), and that tells
+    compute_metrics which dataset it is scoring: tasks whose features are windows of longer examples (NER,
+    QA) need it to map predictions back to their examples."""
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+        self.scored_dataset = self.eval_dataset if eval_dataset is None else eval_dataset
+        return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+
+    def predict(self, test_dataset, ignore_keys=None, metric_key_prefix="test"):
+        self.scored_dataset = test_dataset
+        return super().predict(test_dataset, ignore_keys, metric_key_prefix)
 
     def _get_eval_sampler(self, eval_dataset):
         if self.args.train_sampling_strategy != "group_by_length" or eval_dataset is None:
@@ -29,15 +39,30 @@ class RecipeTrainer(Trainer):
 def build_trainer(cfg, make_model, tokenizer, encoded, collator, compute_metrics, main_metric, compute_loss_func=None):
     """make_model(model_args) -> model: called once, or once per trial under --hpo_trials (with that trial's
     LoRA / freezing choices in model_args). main_metric: (name, greater_is_better), the default for
-    best-checkpoint selection, early stopping and the search objective."""
+    best-checkpoint selection, early stopping and the search objective.
+    compute_metrics(eval_prediction) or compute_metrics(eval_prediction, dataset): the second form also
+    receives the encoded dataset being scored (its columns are all there, unused ones included)."""
     eval_names = data.eval_names(encoded)
     _configure_model_selection(cfg, main_metric, has_eval=bool(eval_names))
     callbacks = [EarlyStoppingCallback(cfg.run.early_stopping_patience)] if cfg.run.early_stopping_patience else []
-    return RecipeTrainer(
+    if compute_metrics is not None and number_of_arguments(compute_metrics) == 2:
+        compute_metrics = _with_scored_dataset(compute_metrics)
+    trainer = RecipeTrainer(
         model=make_model(cfg.model), args=cfg.training, processing_class=tokenizer, data_collator=collator,
         train_dataset=encoded[TRAIN] if cfg.training.do_train else None,
         eval_dataset=encoded[eval_names[0]] if eval_names else None,  # the first set picks checkpoints
         compute_metrics=compute_metrics, compute_loss_func=compute_loss_func, callbacks=callbacks)
+    if isinstance(compute_metrics, _with_scored_dataset):
+        compute_metrics.trainer = trainer
+    return trainer
+
+
+class _with_scored_dataset:
+    def __init__(self, compute_metrics):
+        self.compute_metrics, self.trainer = compute_metrics, None
+
+    def __call__(self, eval_prediction):
+        return self.compute_metrics(eval_prediction, self.trainer.scored_dataset)
 
 
 def run(trainer, cfg, raw, encoded, write_predictions=None):
