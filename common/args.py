@@ -85,6 +85,29 @@ class RunArguments:
     auto_bf16: bool = field(
         default=True, metadata={"help": "Use bf16 autocast when the hardware does it fast (Ampere+ GPUs, "
                                         "CPUs with AVX512-BF16/AMX) and neither --bf16 nor --fp16 is given."})
+    hpo_trials: int = field(
+        default=0, metadata={"help": "Optuna hyperparameter search: this many trials in the study, then the "
+                                     "best trained again and saved. 0: no search."})
+    hpo_space: Optional[str] = field(
+        default=None, metadata={"help": "YAML/JSON search space. Default: learning rate, batch size, epochs, "
+                                        "warm-up, weight decay, and LoRA r/alpha/dropout or freezing."})
+    hpo_storage: Optional[str] = field(
+        default=None, metadata={"help": "Optuna storage shared by workers: an RDB URL (sqlite:///x.db, "
+                                        "postgresql://...) or a journal file (x.log). Default: "
+                                        "sqlite:///<output_dir>/hpo.db."})
+    hpo_study_name: str = field(default="search", metadata={"help": "Study in the storage to create or resume."})
+    hpo_metric: Optional[str] = field(
+        default=None, metadata={"help": "Evaluation metric to optimise, e.g. f1_macro or loss (minimised). "
+                                        "Default: the recipe's main metric."})
+    hpo_pruner: str = field(default="median", metadata={"help": "median, hyperband or none.",
+                                                        "choices": ["median", "hyperband", "none"]})
+    hpo_timeout: Optional[float] = field(default=None, metadata={"help": "Stop starting trials after this many seconds."})
+    hpo_seed: Optional[int] = field(
+        default=None, metadata={"help": "Sampler seed, for a reproducible single-worker search. Default: "
+                                        "random, so parallel workers try different points."})
+    hpo_heartbeat_interval: int = field(
+        default=60, metadata={"help": "Seconds between a running trial's heartbeats (RDB storages); a trial "
+                                      "silent for 2 intervals (killed worker) is failed and retried."})
     # TrainingArguments set for this machine (bf16, use_cpu): not written to run_config.yaml.
     machine_settings: list = field(default_factory=list, init=False, repr=False)
 
@@ -105,7 +128,7 @@ def parse(data_class=DataArguments, argv=None) -> Config:
     prefix, config_path = [], None
     if argv and argv[0].endswith(CONFIG_EXTENSIONS):
         config_path, argv = argv[0], argv[1:]
-        prefix = _to_argv(_read_config_file(config_path), known, config_path)
+        prefix = _to_argv(read_config_file(config_path), known, config_path)
     parser = HfArgumentParser(classes, allow_abbrev=False)  # --learning_rat must not mean --learning_rate
     source = f" (from {config_path} or the command line)" if config_path else ""
 
@@ -115,7 +138,7 @@ def parse(data_class=DataArguments, argv=None) -> Config:
     namespace, remaining = parser.parse_known_args(prefix + argv)
     if remaining:
         flag = next((a for a in remaining if a.startswith("--")), remaining[0])
-        raise UserError(f"unknown argument {flag}{_did_you_mean(flag.lstrip('-'), known)}")
+        raise UserError(f"unknown argument {flag}{did_you_mean(flag.lstrip('-'), known)}")
     values = vars(namespace)
     model, data, run = (c(**{f.name: values[f.name] for f in dataclasses.fields(c) if f.init})
                         for c in classes[:3])
@@ -163,17 +186,17 @@ def _check_output_dir(run, training):
         raise UserError(f"--output_dir {training.output_dir}: {parent} is not writable; choose another directory")
 
 
-def _read_config_file(path):
+def read_config_file(path, what="config file"):
     if not os.path.isfile(path):
-        raise UserError(f"config file {path} not found")
+        raise UserError(f"{what} {path} not found")
     with open(path) as fh:
         try:
             config = json.load(fh) if path.endswith(".json") else yaml.safe_load(fh)
         except (json.JSONDecodeError, yaml.YAMLError) as err:
-            raise UserError(f"config file {path} is not valid {'JSON' if path.endswith('.json') else 'YAML'}: "
+            raise UserError(f"{what} {path} is not valid {'JSON' if path.endswith('.json') else 'YAML'}: "
                             f"{str(err).splitlines()[0]}") from None
     if not isinstance(config, dict):
-        raise UserError(f"config file {path} must hold a mapping of argument names to values")
+        raise UserError(f"{what} {path} must hold a mapping of names to values")
     return config
 
 
@@ -182,7 +205,7 @@ def _to_argv(config: dict, known: set, source: str) -> list:
     argv = []
     for key, value in config.items():
         if key not in known:
-            raise UserError(f"{source}: unknown key '{key}'{_did_you_mean(key, known)}")
+            raise UserError(f"{source}: unknown key '{key}'{did_you_mean(key, known)}")
         if value is None or value == []:
             continue
         if isinstance(value, dict):
@@ -194,7 +217,7 @@ def _to_argv(config: dict, known: set, source: str) -> list:
     return argv
 
 
-def _did_you_mean(name, known):
+def did_you_mean(name, known):
     close = difflib.get_close_matches(name, known, n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
 

@@ -8,7 +8,7 @@ from transformers import EarlyStoppingCallback, Trainer
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy, number_of_arguments
 
 from common import args as arguments
-from common import artifacts, modeling
+from common import artifacts, modeling, search
 from common import data
 from common.data import TEST, TRAIN
 from common.errors import UserError
@@ -47,14 +47,35 @@ def build_trainer(cfg, make_model, tokenizer, encoded, collator, compute_metrics
     callbacks = [EarlyStoppingCallback(cfg.run.early_stopping_patience)] if cfg.run.early_stopping_patience else []
     if compute_metrics is not None and number_of_arguments(compute_metrics) == 2:
         compute_metrics = _with_scored_dataset(compute_metrics)
-    trainer = RecipeTrainer(
-        model=make_model(cfg.model), args=cfg.training, processing_class=tokenizer, data_collator=collator,
+    if cfg.run.hpo_trials:  # a search builds a model per trial: the Trainer gets model_init
+        searcher = _start_search(cfg, has_eval=bool(eval_names))
+        trainer_class, model = SearchTrainer, dict(model_init=searcher.model_init(make_model))
+    else:
+        trainer_class, model = RecipeTrainer, dict(model=make_model(cfg.model))
+    trainer = trainer_class(
+        **model, args=cfg.training, processing_class=tokenizer, data_collator=collator,
         train_dataset=encoded[TRAIN] if cfg.training.do_train else None,
         eval_dataset=encoded[eval_names[0]] if eval_names else None,  # the first set picks checkpoints
         compute_metrics=compute_metrics, compute_loss_func=compute_loss_func, callbacks=callbacks)
     if isinstance(compute_metrics, _with_scored_dataset):
         compute_metrics.trainer = trainer
+    if cfg.run.hpo_trials:
+        trainer.search = searcher
     return trainer
+
+
+class SearchTrainer(search.SearchTrainerMixin, RecipeTrainer):
+    pass
+
+
+def _start_search(cfg, has_eval):
+    """Checked before anything is written: a search needs training, evaluations during it, a valid space."""
+    if cfg.run.hpo_trials < 0:
+        raise UserError(f"--hpo_trials {cfg.run.hpo_trials}: give a number of trials (0: no search)")
+    if not cfg.training.do_train or not has_eval or cfg.training.eval_strategy == IntervalStrategy.NO:
+        raise UserError("--hpo_trials needs --do_train, an evaluation set (--validation_file) and evaluations "
+                        "during training (--eval_strategy epoch or steps)")
+    return search.Search(cfg, search.SearchSpace.from_args(cfg))
 
 
 class _with_scored_dataset:
@@ -75,9 +96,16 @@ def run(trainer, cfg, raw, encoded, write_predictions=None):
         if os.path.exists(finished_marker):  # --overwrite_output_dir: a crash must not leave the old marker
             os.remove(finished_marker)
         arguments.save_resolved(cfg, training.output_dir)
-    all_results = {}
+    all_results, best_trial = {}, None
+    if cfg.run.hpo_trials and training.do_train:
+        best_trial = search.run(trainer, cfg)
+        if best_trial is None:
+            return  # other workers are still running trials; the last to finish trains the best
+        all_results.update(hpo_best_trial=best_trial.number, hpo_trials=cfg.run.hpo_trials)
     if training.do_train:
-        result = trainer.train(resume_from_checkpoint=training.resume_from_checkpoint)
+        result = trainer.train(resume_from_checkpoint=training.resume_from_checkpoint, trial=best_trial)
+        if best_trial is not None and main_process:  # a config that trains the best again, no search
+            arguments.save_resolved(search.best_settings(cfg, best_trial), training.output_dir)
         save_model(trainer)
         metrics = {**result.metrics, "train_samples": len(encoded[TRAIN])}
         trainer.log_metrics("train", metrics)

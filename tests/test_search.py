@@ -1,0 +1,167 @@
+"""Optuna search through Trainer.hyperparameter_search: real SQLite storage, real recipes in subprocesses."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+import yaml
+from transformers import pipeline
+
+from conftest import FAST, OFFLINE_ENV, ROOT, read_json, run_recipe
+
+TASK = "text_classification"
+# Small and fast: the tiny model learns the demo sentiment data at these learning rates.
+SPACE = {"learning_rate": {"low": 3e-4, "high": 3e-3, "log": True}, "num_train_epochs": [2],
+         "per_device_train_batch_size": [16], "warmup_steps": {"low": 0.0, "high": 0.2}}
+
+
+def _search_args(model, demo_data, out, space_file, *extra):
+    return ["recipes/text_classification/config.yaml", "--model_name_or_path", model, "--output_dir", out,
+            "--train_file", demo_data / "sentiment/train.csv", "--validation_file",
+            demo_data / "sentiment/validation.csv", "--test_file", demo_data / "sentiment/test.csv",
+            "--max_train_samples", "256", "--hpo_space", space_file, *FAST, "--save_strategy", "epoch", *extra]
+
+
+def _space(tmp_path, **changes):
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump({**SPACE, **changes}))
+    return path
+
+
+def _study(storage_path, name="search"):
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{storage_path}")
+
+
+def _finished(study):
+    return [t for t in study.get_trials() if t.state in (optuna.trial.TrialState.COMPLETE,
+                                                         optuna.trial.TrialState.PRUNED)]
+
+
+def test_search_writes_reports_and_trains_the_best_again(tiny_model, demo_data, tmp_path):
+    out = tmp_path / "out"
+    proc = run_recipe(TASK, *_search_args(tiny_model, demo_data, out, _space(tmp_path), "--hpo_trials", "3", "--hpo_seed", "1"))
+    assert proc.stdout.count("search: trial ") == 3  # a progress line per trial
+
+    study = _study(out / "hpo.db")
+    trials = study.get_trials()
+    assert sorted(t.number for t in trials) == [0, 1, 2]
+    for trial in _finished(study):
+        assert len(trial.intermediate_values) == 2  # every evaluation (one per epoch) reported, for pruning
+        assert trial.value == max(trial.intermediate_values.values())  # the best evaluation, not the last
+
+    best = read_json(out / "best_run.json")
+    assert best["trial"] == study.best_trial.number and best["value"] == study.best_value
+    assert best["metric"] == "eval_accuracy" and best["direction"] == "maximize"
+    assert set(best["params"]) == set(SPACE)
+    assert len((out / "trials.csv").read_text().strip().splitlines()) == 1 + 3
+    for plot in ("hpo_history.png", "hpo_importances.png"):
+        assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", plot
+    assert not list(out.glob("run-*"))  # trial checkpoints are cleaned up
+
+    # The best settings trained again, saved like a normal run; run_config.yaml repeats it without a search.
+    results = read_json(out / "all_results.json")
+    assert results["hpo_best_trial"] == best["trial"] and "eval_accuracy" in results
+    resolved = yaml.safe_load((out / "run_config.yaml").read_text())
+    assert resolved["hpo_trials"] == 0
+    assert resolved["learning_rate"] == pytest.approx(best["params"]["learning_rate"])
+    classifier = pipeline("text-classification", model=str(out))
+    assert classifier("A wonderful film.")[0]["label"] in {"positive", "negative"}
+
+
+def test_killed_search_resumes_to_its_trial_count_without_repeating_trials(tiny_model, demo_data, tmp_path):
+    out = tmp_path / "out"
+    args = _search_args(tiny_model, demo_data, out, _space(tmp_path, num_train_epochs=[3]), "--hpo_trials", "3",
+                        "--hpo_heartbeat_interval", "1")
+    command = [sys.executable, str(ROOT / "recipes" / TASK / "run.py"), *map(str, args)]
+    worker = subprocess.Popen(command, cwd=ROOT, env=OFFLINE_ENV, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    for line in worker.stdout:  # kill it as soon as the first trial is stored: the second one is running
+        if line.startswith("search: trial 0 "):
+            break
+    while not _finished(_study(out / "hpo.db")):
+        time.sleep(0.05)
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait()
+    before = {t.number: (t.params, t.value) for t in _finished(_study(out / "hpo.db"))}
+    assert 1 <= len(before) < 3
+    assert not (out / "all_results.json").exists()
+
+    time.sleep(3)  # past the grace period (2 heartbeats): the killed trial is stale
+    run_recipe(TASK, *args)  # the same command again
+
+    study = _study(out / "hpo.db")
+    finished = _finished(study)
+    assert len(finished) == 3  # the count was completed, not restarted
+    for number, (params, value) in before.items():  # finished trials are kept as they were
+        assert {t.number: (t.params, t.value) for t in finished}[number] == (params, value)
+    assert len({tuple(sorted(t.params.items())) for t in finished}) == 3  # none was run twice
+    assert (out / "all_results.json").exists()
+
+
+def test_two_workers_on_one_storage_share_the_trials(tiny_model, demo_data, tmp_path):
+    storage = tmp_path / "shared.db"
+    space = _space(tmp_path)
+    workers = []
+    for name in ("a", "b"):
+        args = _search_args(tiny_model, demo_data, tmp_path / name, space, "--hpo_trials", "4", "--hpo_pruner", "none",
+                            "--hpo_storage", f"sqlite:///{storage}")
+        command = [sys.executable, str(ROOT / "recipes" / TASK / "run.py"), *map(str, args)]
+        workers.append(subprocess.Popen(command, cwd=ROOT, env=OFFLINE_ENV, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True))
+    outputs = [w.communicate(timeout=900) for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+    trials = _study(storage).get_trials()
+    assert len(trials) == 4 and sorted(t.number for t in trials) == [0, 1, 2, 3]
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    ran = [stdout.count("search: trial ") for stdout, _ in outputs]
+    assert sum(ran) == 4 and min(ran) >= 1  # both workers ran trials
+    # The last worker to finish trains the best model.
+    assert any((tmp_path / name / "all_results.json").exists() for name in ("a", "b"))
+
+
+def test_lora_rank_search_reaches_the_model(tiny_model, demo_data, tmp_path):
+    out = tmp_path / "out"
+    space = _space(tmp_path, lora_r=[2, 16], learning_rate=3e-3)
+    run_recipe(TASK, *_search_args(tiny_model, demo_data, out, space, "--lora", "--hpo_trials", "4", "--hpo_seed", "0",
+                                   "--hpo_pruner", "none"))
+    trials = _finished(_study(out / "hpo.db"))
+    sizes = {t.params["lora_r"]: t.user_attrs["trainable_parameters"] for t in trials}
+    assert set(sizes) == {2, 16} and sizes[16] > sizes[2]  # the rank of each trial's adapters
+    best = read_json(out / "best_run.json")["params"]["lora_r"]
+    assert read_json(out / "adapter" / "adapter_config.json")["r"] == best
+
+
+def test_search_under_accelerate_launch_trains_each_trial_on_every_rank(tiny_model, demo_data, tmp_path):
+    """DDP refuses models whose parameter shapes differ between ranks: a LoRA rank search only completes if
+    every rank builds the same trial."""
+    accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
+    out = tmp_path / "out"
+    space = _space(tmp_path, lora_r=[2, 16], learning_rate=3e-3)
+    proc = run_recipe(TASK, *_search_args(tiny_model, demo_data, out, space, "--lora", "--hpo_trials", "2", "--hpo_seed", "0"),
+                      launcher=[accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                                "--mixed_precision", "no", "--dynamo_backend", "no"])
+    assert proc.stdout.count("search: trial ") == 2  # printed once per trial, by the main process
+    assert len(_finished(_study(out / "hpo.db"))) == 2
+    assert read_json(out / "all_results.json")["predict_samples"] == 150
+
+
+@pytest.mark.parametrize("problem, flags, message", [
+    ("unknown parameter", ["--hpo_trials", "2"], "did you mean 'learning_rate'"),
+    ("no evaluation", ["--hpo_trials", "2", "--eval_strategy", "no"], "--hpo_trials needs"),
+    ("lora key without lora", ["--hpo_trials", "2"], "add --lora"),
+])
+def test_bad_search_settings_stop_before_writing(tiny_model, demo_data, tmp_path, problem, flags, message):
+    space = {"unknown parameter": {"learning_rat": [1e-4]}, "no evaluation": SPACE,
+             "lora key without lora": {"lora_r": [4]}}[problem]
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(space))
+    out = tmp_path / "out"
+    proc = run_recipe(TASK, *_search_args(tiny_model, demo_data, out, path, *flags), check=False)
+    assert proc.returncode == 2
+    error = proc.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: ") and message in error, proc.stderr[-1000:]
+    assert not out.exists()
