@@ -11,6 +11,10 @@ def write_jsonl(path, rows):
     _atomic_write(path, "".join(json.dumps(row, ensure_ascii=False, default=_plain) + "\n" for row in rows))
 
 
+def write_text(path, text):
+    _atomic_write(path, text)
+
+
 def _atomic_write(path, text):
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as fh:
