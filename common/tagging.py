@@ -57,22 +57,7 @@ class TagSet:
                                 f"B-/I-/E-/S-<type>; the recipe reads IOB1, IOB2 and BIOES tags")
         if scheme == "auto":
             scheme = _detect_scheme([s for sentences in tags.values() for s in sentences])
-        if scheme in ("IOB1", "IOB2"):
-            for split, sentences in tags.items():
-                fixed = [to_iob2(s) for s in sentences]
-                changed = sum(a != b for s, f in zip(sentences, fixed) for a, b in zip(s, f))
-                if changed:
-                    message = ("IOB1 tags converted to IOB2: %d I-X that start an entity became B-X" if scheme == "IOB1"
-                               else "%d tags I-X follow O or another type (invalid in IOB2): read as B-X, as conlleval does")
-                    logger.warning("%s: " + message, raw.sources[split], changed)
-                    raw.splits[split] = raw.splits[split].remove_columns(column).add_column(column, fixed)
-                    tags[split] = fixed
-        else:
-            for split, sentences in tags.items():
-                invalid = sum(_invalid_bioes(s) for s in sentences)
-                if invalid:
-                    logger.warning("%s: %d BIOES tags I-X/E-X do not continue an entity of type X", raw.sources[split],
-                                   invalid)
+        _check_or_repair(raw, tags, column, scheme)
         seen = {split: {t for s in sentences for t in s} for split, sentences in tags.items()}
         if strict and TRAIN in seen:
             for split, names in seen.items():
@@ -81,14 +66,14 @@ class TagSet:
                     raise UserError(f"{raw.sources[split]}: tag(s) {', '.join(unseen)} never occur in the train "
                                     f"split (--strict_labels); fix the data or drop --strict_labels")
         every = set().union(*seen.values()) if seen else set()
-        if label_list and not any(isinstance(t, int) for t in label_list):
+        if label_list:
             for split, names in seen.items():
                 unknown = sorted(names - set(label_list) - {to_iob2([t])[0] for t in label_list})
                 if unknown:
                     raise UserError(f"{raw.sources[split]}: tag(s) {', '.join(unknown[:5])} in column '{column}' "
                                     f"are not in --label_list; add them or fix the data")
         # The user's (or the Hub ClassLabel's) order; tags it lacks (B-X made from IOB1's I-X) follow it.
-        order = [t for t in given if t in every or label_list] + sorted(every - set(given), key=_tag_order)
+        order = given + sorted(every - set(given), key=_tag_order)
         if not order:
             raise UserError(f"no tags: no split has a column '{column}' (--label_column_name) and no --label_list")
         return cls(order, "BIOES" if scheme == "BIOES" else "IOB2")
@@ -104,6 +89,26 @@ class TagSet:
     @property
     def label2id(self):
         return {name: i for i, name in enumerate(self.names)}
+
+
+def _check_or_repair(raw, tags, column, scheme):
+    """IOB1 and IOB2: every I-X that opens an entity becomes B-X (the IOB1 -> IOB2 conversion; in IOB2 data
+    a repair, as conlleval reads it), counted per file. BIOES: inconsistent tags are counted, not changed."""
+    for split, sentences in tags.items():
+        if scheme == "BIOES":
+            invalid = sum(_invalid_bioes(s) for s in sentences)
+            if invalid:
+                logger.warning("%s: %d BIOES tags I-X/E-X do not continue an entity of type X",
+                               raw.sources[split], invalid)
+            continue
+        fixed = [to_iob2(s) for s in sentences]
+        changed = sum(a != b for s, f in zip(sentences, fixed) for a, b in zip(s, f))
+        if changed:
+            message = ("IOB1 tags converted to IOB2: %d I-X that start an entity became B-X" if scheme == "IOB1"
+                       else "%d tags I-X follow O or another type (invalid in IOB2): read as B-X, as conlleval does")
+            logger.warning("%s: " + message, raw.sources[split], changed)
+            raw.splits[split] = raw.splits[split].remove_columns(column).add_column(column, fixed)
+            tags[split] = fixed
 
 
 def _names_of(raw, split, column, label_list):
