@@ -1,7 +1,7 @@
 """Quality runs on real public data (../shared/data): full training with the default model.
 
-    python bench/quality.py                 # SST-2 and RTE
-    python bench/quality.py rte             # one of them
+    python bench/quality.py                 # SST-2, RTE and CoNLL-2003
+    python bench/quality.py conll2003       # one of them
 
 Each run's metrics, wall time and peak memory go to bench/results.md (and bench/out/<name>/).
 """
@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RUNS = {  # name: (recipe, config, metric shown)
     "sst2": ("text_classification", "bench/configs/sst2.yaml", "eval_accuracy"),
     "rte": ("nli", "bench/configs/rte.yaml", "eval_accuracy"),
+    "conll2003": ("ner", "bench/configs/conll2003.yaml", "predict_f1"),  # entity F1 on the test set
 }
 
 
@@ -28,7 +29,7 @@ def run(name):
     wall = time.time() - start
     peak_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
     results = json.loads((ROOT / "bench/out" / name / "all_results.json").read_text())
-    return (f"| {name} | `python {' '.join(command[1:])}` | {results[metric]:.4f} | "
+    return (f"| {name} | `python {' '.join(command[1:])}` | {results[metric]:.4f}{'' if metric == 'eval_accuracy' else f' ({metric})'} | "
             f"{results['train_samples']} x {results['epoch']:.0f} ep | {wall / 60:.1f} min | "
             f"{results['train_samples_per_second']:.0f} | {peak_gib:.1f} GiB | {machine()} |")
 

@@ -7,6 +7,7 @@ import codecs
 import csv
 import os
 from dataclasses import dataclass, field
+from typing import NamedTuple, Optional
 
 import datasets
 from datasets import DatasetDict
@@ -14,6 +15,7 @@ from datasets import DatasetDict
 from common.errors import UserError
 
 FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+CONLL_EXTENSIONS = (".conll", ".txt")  # read only by recipes that pass `conll` (word-level tagging)
 TRAIN, TEST = "train", "test"
 
 
@@ -41,8 +43,17 @@ def eval_names(splits) -> list:
     return [name for name in splits if name not in (TRAIN, TEST)]
 
 
-def load(cfg) -> RawData:
-    """Load the splits the run needs (cfg: common.args.Config), apply sample limits, check emptiness."""
+class ConllColumns(NamedTuple):
+    """How a CoNLL column file becomes a Dataset: the column names to give words and tags, and which
+    whitespace-separated field holds the tag (CoNLL-2003's eng.train: word POS chunk NER, so -1)."""
+    words: str
+    tags: str
+    tag_index: int = -1
+
+
+def load(cfg, conll: Optional[ConllColumns] = None) -> RawData:
+    """Load the splits the run needs (cfg: common.args.Config), apply sample limits, check emptiness.
+    conll: also read .conll/.txt files as CoNLL column files (word-level tagging recipes)."""
     data, training = cfg.data, cfg.training
     for flag in ("max_train_samples", "max_eval_samples", "max_predict_samples"):
         limit = getattr(data, flag)
@@ -52,7 +63,7 @@ def load(cfg) -> RawData:
     if percentage is not None and not 0 < percentage < 100:
         raise UserError(f"--validation_split_percentage must be between 1 and 99, got {percentage}")
     with training.main_process_first(desc="loading data"):
-        raw = _load_hub(data) if data.dataset_name else _load_files(data)
+        raw = _load_hub(data) if data.dataset_name else _load_files(data, conll)
     if percentage and raw.eval_names:
         raise UserError(f"--validation_split_percentage {percentage} holds out part of train, but evaluation data "
                         f"is given ({raw.sources[raw.eval_names[0]]}); drop one of them "
@@ -72,11 +83,13 @@ def load(cfg) -> RawData:
     return raw
 
 
-def tokenize(raw: RawData, encode, cfg, desc="tokenizing") -> DatasetDict:
+def tokenize(raw: RawData, encode, cfg, desc="tokenizing", with_indices=False) -> DatasetDict:
     """Batched `encode` over every split, replacing the raw columns; the main process goes first so
-    the others reuse its cache under `accelerate launch`."""
+    the others reuse its cache under `accelerate launch`. with_indices: encode(batch, row_indices), for
+    encoders that emit several features per example and must say which example each came from."""
     with cfg.training.main_process_first(desc=desc):
         return DatasetDict({name: ds.map(encode, batched=True, remove_columns=ds.column_names,
+                                         with_indices=with_indices,
                                          num_proc=cfg.data.preprocessing_num_workers, desc=f"{desc} {name}")
                             for name, ds in raw.splits.items()})
 
@@ -93,7 +106,7 @@ def _load_hub(data) -> RawData:
     return RawData(splits, {ours: f"Hub dataset {name} split '{theirs}'" for ours, theirs in wanted.items()})
 
 
-def _load_files(data) -> RawData:
+def _load_files(data, conll=None) -> RawData:
     files = {}  # an empty path ("") clears a file set in a config file
     if data.train_file:
         files[TRAIN] = ("train_file", data.train_file)
@@ -108,22 +121,25 @@ def _load_files(data) -> RawData:
     if not files:
         raise UserError("no data given: pass --train_file/--validation_file/--test_file, "
                         "or --dataset_name for a Hub dataset")
-    splits = DatasetDict({name: read_file(path, flag) for name, (flag, path) in files.items()})
+    splits = DatasetDict({name: read_file(path, flag, conll) for name, (flag, path) in files.items()})
     return RawData(splits, {name: f"{path}" for name, (_, path) in files.items()})
 
 
-def read_file(path: str, flag: str = "file") -> datasets.Dataset:
+def read_file(path: str, flag: str = "file", conll: Optional[ConllColumns] = None) -> datasets.Dataset:
     """One local file as a Dataset; any problem becomes a one-line UserError naming the file."""
     ext = os.path.splitext(path)[1].lower()
-    if ext not in FORMATS:
+    readable = list(FORMATS) + (list(CONLL_EXTENSIONS) if conll else [])
+    if ext not in readable:
         raise UserError(f"--{flag} {path}: unsupported extension '{ext or '(none)'}'; "
-                        f"use one of {', '.join(FORMATS)}")
+                        f"use one of {', '.join(readable)}")
     if not os.path.isfile(path):
         raise UserError(f"--{flag} {path}: file not found")
     if os.path.getsize(path) == 0:
         raise UserError(f"--{flag} {path}: file is empty")
     if ext != ".parquet":
         _check_utf8(path, flag)
+    if ext in CONLL_EXTENSIONS:
+        return read_conll(path, flag, conll)
     # TSV files such as GLUE's contain bare quotes: read them verbatim.
     options = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if ext == ".tsv" else {}
     try:
@@ -137,6 +153,40 @@ def read_file(path: str, flag: str = "file") -> datasets.Dataset:
     if len(ds) == 0:
         raise UserError(f"--{flag} {path}: file has no rows")
     return ds
+
+
+def read_conll(path: str, flag: str, columns: ConllColumns) -> datasets.Dataset:
+    """A CoNLL column file: one word per line, its tags in further whitespace-separated fields, a blank
+    line between sentences and `-DOCSTART-` lines between documents (both end a sentence; neither is one).
+    A file with a single field per line holds words only: data to tag, without gold."""
+    sentences, words, tags, width = [], [], [], None
+    with open(path, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            fields = line.split()
+            if not fields or fields[0] == "-DOCSTART-":
+                if words:
+                    sentences.append((words, tags))
+                words, tags = [], []
+                continue
+            if width is None:
+                width = len(fields)
+                if width > 1 and not (-width <= columns.tag_index < width and columns.tag_index % width):
+                    raise UserError(f"--conll_tag_index {columns.tag_index}: {path} has {width} fields per line "
+                                    f"(the word first); use 1..{width - 1}, or -1 for the last")
+            if len(fields) != width:
+                raise UserError(f"--{flag} {path}: line {number} has {len(fields)} fields, the lines before it "
+                                f"{width}; every word line needs the same columns")
+            words.append(fields[0])
+            if width > 1:
+                tags.append(fields[columns.tag_index])
+    if words:
+        sentences.append((words, tags))
+    if not sentences:
+        raise UserError(f"--{flag} {path}: file has no sentences")
+    table = {columns.words: [w for w, _ in sentences]}
+    if width > 1:
+        table[columns.tags] = [t for _, t in sentences]
+    return datasets.Dataset.from_dict(table)
 
 
 def _check_utf8(path, flag):

@@ -1,6 +1,6 @@
 """Small demo datasets the project generates itself, so every recipe runs offline on a fresh clone.
 
-    python -m common.demo_data demo_data      # writes demo_data/sentiment/*.csv and demo_data/nli/*.jsonl
+    python -m common.demo_data demo_data      # writes demo_data/{sentiment/*.csv, nli/*.jsonl, ner/*.jsonl}
 
 They are templated English, easy by design: they show a recipe learning end to end, not a benchmark
 (the README's numbers come from real data).
@@ -24,6 +24,34 @@ PEOPLE = ["a man", "a woman", "a child", "an old man", "two girls", "a dog", "a 
 ACTIONS = [("playing guitar", "sleeping"), ("running", "sitting still"), ("eating lunch", "cooking dinner"),
            ("reading a book", "swimming"), ("laughing", "crying"), ("riding a bike", "driving a truck")]
 PLACES = ["in the park", "on the beach", "at home", "in a kitchen", "on a street", "in the snow"]
+
+FIRST_NAMES = ["Anna", "Peter", "Maria", "John", "Yuki", "Ahmed", "Sofia", "Lars", "Chen", "Olga"]
+LAST_NAMES = ["Schmidt", "Brown", "Garcia", "Tanaka", "Haddad", "Novak", "Rossi", "Kowalski"]
+CITIES = ["Paris", "Berlin", "New York", "Cairo", "Buenos Aires", "Tokyo", "Oslo", "Cape Town", "Lima"]
+NER_TEMPLATES = ["{p} lives in {c} .", "{p} flew from {c} to {d} yesterday .", "In {c} , {p} met {q} .",
+                 "{p} said the weather in {c} was cold .", "{p} and {q} moved to {c} last year ."]
+
+
+def ner_rows(n, rng):
+    """Words with IOB2 tags for people (PER) and places (LOC); names are one or two words."""
+    rows = []
+    for _ in range(n):
+        fills = {"p": _person(rng), "q": _person(rng), "c": rng.choice(CITIES), "d": rng.choice(CITIES)}
+        tokens, tags = [], []
+        for word in rng.choice(NER_TEMPLATES).split():
+            if word.startswith("{"):
+                kind, words = "PER" if word[1] in "pq" else "LOC", fills[word[1]].split()
+                tokens += words
+                tags += [f"B-{kind}"] + [f"I-{kind}"] * (len(words) - 1)
+            else:
+                tokens.append(word)
+                tags.append("O")
+        rows.append({"tokens": tokens, "ner_tags": tags})
+    return rows
+
+
+def _person(rng):
+    return rng.choice(FIRST_NAMES) + (f" {rng.choice(LAST_NAMES)}" if rng.random() < 0.6 else "")
 
 
 def sentiment_rows(n, rng):
@@ -66,6 +94,10 @@ def write(out_dir, seed=0):
     for split, n in (("train", 900), ("dev_matched", 150), ("dev_mismatched", 150), ("test", 150)):
         with open(os.path.join(out_dir, "nli", f"{split}.jsonl"), "w") as fh:
             fh.writelines(json.dumps(row) + "\n" for row in nli_rows(n, rng))
+    os.makedirs(os.path.join(out_dir, "ner"), exist_ok=True)
+    for split, n in (("train", 400), ("validation", 100), ("test", 100)):
+        with open(os.path.join(out_dir, "ner", f"{split}.jsonl"), "w") as fh:
+            fh.writelines(json.dumps(row) + "\n" for row in ner_rows(n, rng))
     return out_dir
 
 

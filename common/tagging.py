@@ -1,0 +1,334 @@
+"""Word-level tagging (NER): tag schemes, sub-token alignment in windows, one prediction per word,
+entity-level scores and prediction files.
+
+Words are the unit everywhere users look: a sentence is tokenized into overlapping windows of at most
+max_seq_length sub-tokens (never truncated, so every word is predicted), each word's tag sits on its
+first sub-token, and predictions are merged back to one tag per word before anything is scored or written.
+"""
+import logging
+import os
+import re
+from dataclasses import dataclass
+
+import numpy as np
+from datasets import ClassLabel, List, Sequence
+
+from common import artifacts
+from common.data import TEST, TRAIN
+from common.errors import UserError
+from common.labels import SINGLE
+
+logger = logging.getLogger(__name__)
+
+SCHEMES = ("auto", "IOB1", "IOB2", "BIOES")
+TAG = re.compile(r"^([BIES])-(.+)$")
+IGNORED = -100  # label of sub-tokens that are not scored (special tokens, a word's later pieces)
+
+
+def _split(tag):
+    """'B-PER' -> ('B', 'PER'); 'O' -> ('O', None)."""
+    match = TAG.match(tag)
+    return (match.group(1), match.group(2)) if match else ("O", None)
+
+
+@dataclass
+class TagSet:
+    names: list
+    scheme: str  # of the tags after reading: IOB2 (IOB1 is converted) or BIOES
+    problem_type: str = SINGLE  # what common.modeling.load_config writes into the model config
+
+    @classmethod
+    def from_splits(cls, raw, column, label_list=None, scheme="auto", strict=False):
+        """Reads the tag column of every labelled split as tag names (in place: ClassLabel ids and integer
+        tags become names), checks the scheme, converts IOB1 to IOB2 and repairs I-X that starts an entity
+        (invalid in IOB2) as B-X, saying how many tags changed. The tag set is the union of all splits."""
+        if scheme not in SCHEMES:
+            raise UserError(f"--tag_scheme {scheme}: use one of {', '.join(SCHEMES)}")
+        labelled = [s for s, ds in raw.splits.items() if column in ds.column_names]
+        given = list(label_list or []) or (_class_label_names(raw.splits[labelled[0]], column) if labelled else [])
+        for split in labelled:
+            names = _names_of(raw, split, column, label_list)
+            raw.splits[split] = raw.splits[split].remove_columns(column).add_column(column, names)
+        tags = {split: raw.splits[split][column] for split in labelled}
+        for split, sentences in tags.items():
+            bad = next((t for sentence in sentences for t in sentence if t != "O" and not TAG.match(t)), None)
+            if bad is not None:
+                raise UserError(f"{raw.sources[split]}: tag {bad!r} in column '{column}' is neither O nor "
+                                f"B-/I-/E-/S-<type>; the recipe reads IOB1, IOB2 and BIOES tags")
+        if scheme == "auto":
+            scheme = _detect_scheme([s for sentences in tags.values() for s in sentences])
+        _check_or_repair(raw, tags, column, scheme)
+        seen = {split: {t for s in sentences for t in s} for split, sentences in tags.items()}
+        if strict and TRAIN in seen:
+            for split, names in seen.items():
+                unseen = sorted(names - seen[TRAIN])
+                if unseen:
+                    raise UserError(f"{raw.sources[split]}: tag(s) {', '.join(unseen)} never occur in the train "
+                                    f"split (--strict_labels); fix the data or drop --strict_labels")
+        every = set().union(*seen.values()) if seen else set()
+        if label_list:
+            for split, names in seen.items():
+                unknown = sorted(names - set(label_list) - {to_iob2([t])[0] for t in label_list})
+                if unknown:
+                    raise UserError(f"{raw.sources[split]}: tag(s) {', '.join(unknown[:5])} in column '{column}' "
+                                    f"are not in --label_list; add them or fix the data")
+        # The user's (or the Hub ClassLabel's) order; tags it lacks (B-X made from IOB1's I-X) follow it.
+        order = given + sorted(every - set(given), key=_tag_order)
+        if not order:
+            raise UserError(f"no tags: no split has a column '{column}' (--label_column_name) and no --label_list")
+        return cls(order, "BIOES" if scheme == "BIOES" else "IOB2")
+
+    @property
+    def num_labels(self):
+        return len(self.names)
+
+    @property
+    def id2label(self):
+        return dict(enumerate(self.names))
+
+    @property
+    def label2id(self):
+        return {name: i for i, name in enumerate(self.names)}
+
+
+def _check_or_repair(raw, tags, column, scheme):
+    """IOB1 and IOB2: every I-X that opens an entity becomes B-X (the IOB1 -> IOB2 conversion; in IOB2 data
+    a repair, as conlleval reads it), counted per file. BIOES: inconsistent tags are counted, not changed."""
+    for split, sentences in tags.items():
+        if scheme == "BIOES":
+            invalid = sum(_invalid_bioes(s) for s in sentences)
+            if invalid:
+                logger.warning("%s: %d BIOES tags I-X/E-X do not continue an entity of type X",
+                               raw.sources[split], invalid)
+            continue
+        fixed = [to_iob2(s) for s in sentences]
+        changed = sum(a != b for s, f in zip(sentences, fixed) for a, b in zip(s, f))
+        if changed:
+            message = ("IOB1 tags converted to IOB2: %d I-X that start an entity became B-X" if scheme == "IOB1"
+                       else "%d tags I-X follow O or another type (invalid in IOB2): read as B-X, as conlleval does")
+            logger.warning("%s: " + message, raw.sources[split], changed)
+            raw.splits[split] = raw.splits[split].remove_columns(column).add_column(column, fixed)
+            tags[split] = fixed
+
+
+def _names_of(raw, split, column, label_list):
+    """The split's tags as lists of names: ClassLabel ids through their names, plain ints through --label_list."""
+    class_names = _class_label_names(raw.splits[split], column)
+    values = raw.splits[split][column]
+    if class_names:
+        return [[class_names[i] for i in sentence] for sentence in values]
+    if any(isinstance(t, int) for sentence in values for t in sentence):
+        if not label_list:
+            raise UserError(f"{raw.sources[split]}: column '{column}' holds integer tags without names; pass "
+                            f"--label_list with the tag names in id order (e.g. O B-PER I-PER ...)")
+        try:
+            return [[label_list[t] for t in sentence] for sentence in values]
+        except IndexError:
+            raise UserError(f"{raw.sources[split]}: an integer tag in column '{column}' is beyond the "
+                            f"{len(label_list)} names of --label_list") from None
+    return [list(sentence) for sentence in values]
+
+
+def _class_label_names(ds, column):
+    feature = ds.features[column]
+    inner = feature.feature if isinstance(feature, (List, Sequence)) else None
+    return list(inner.names) if isinstance(inner, ClassLabel) else []
+
+
+def _tag_order(tag):
+    """O first, then by type, each type's tags as B, I, E, S."""
+    prefix, kind = _split(tag)
+    return (kind is not None, kind or "", "BIES".find(prefix))
+
+
+def _detect_scheme(sentences):
+    """BIOES if E-/S- tags occur. Otherwise IOB1 when entities start with I- and B- only ever separates two
+    adjacent entities of one type; IOB2 (B- starts every entity) as soon as a B- follows O or another type."""
+    b_starts = i_starts = 0
+    for sentence in sentences:
+        previous = None
+        for tag in sentence:
+            prefix, kind = _split(tag)
+            if prefix in "ES" and kind:
+                return "BIOES"
+            if kind and kind != previous:
+                b_starts += prefix == "B"
+                i_starts += prefix == "I"
+            previous = kind
+    return "IOB1" if i_starts and not b_starts else "IOB2"
+
+
+def to_iob2(tags):
+    """IOB1 (or IOB2 with I-X opening an entity) as IOB2: an I-X not preceded by a tag of type X becomes B-X."""
+    out, previous = [], None
+    for tag in tags:
+        prefix, kind = _split(tag)
+        out.append(f"B-{kind}" if prefix == "I" and kind != previous else tag)
+        previous = kind
+    return out
+
+
+def _invalid_bioes(tags):
+    invalid, open_kind = 0, None
+    for tag in tags:
+        prefix, kind = _split(tag)
+        invalid += prefix in "IE" and kind != open_kind
+        open_kind = kind if prefix in "BI" else None
+    return invalid
+
+
+def check_rows(raw, words_column, tags_column):
+    """Each row: a list of words (strings) and, where tags are given, exactly one tag per word."""
+    for split, ds in raw.splits.items():
+        has_tags = tags_column in ds.column_names
+        for row, example in enumerate(ds):
+            words = example[words_column]
+            if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+                raise UserError(f"{raw.sources[split]}: row {row + 1}: column '{words_column}' must be a list of "
+                                f"words (strings), got {str(words)[:60]!r}")
+            tags = example[tags_column] if has_tags else []
+            if has_tags and (not isinstance(tags, list) or len(tags) != len(words)):
+                got = f"{len(tags)} tags" if isinstance(tags, list) else repr(tags)
+                raise UserError(f"{raw.sources[split]}: row {row + 1} has {len(words)} words in '{words_column}' "
+                                f"but {got} in '{tags_column}'; each word needs exactly one tag")
+
+
+def window_encoder(tokenizer, tag_set, words_column, tags_column, max_length, stride, label_all_tokens=False):
+    """A batched `map(..., with_indices=True)` function: each sentence as one or more overlapping windows.
+
+    Per window: input ids, `labels` (a word's tag on its first sub-token; its other pieces -100, or with
+    label_all_tokens the I- form of the tag), and for merging back to words: `example_index`,
+    `word_index` (per sub-token: the word it starts, else -1), `num_words` and `gold_tags` (per word)."""
+    if not tokenizer.is_fast:
+        raise UserError(f"the tokenizer {type(tokenizer).__name__} is not a fast (Rust) tokenizer: word alignment "
+                        f"needs word_ids(); use a model with a tokenizer.json, or --tokenizer_name of a fast one")
+    room = max_length - tokenizer.num_special_tokens_to_add()
+    if not 0 <= stride < room:
+        raise UserError(f"--stride {stride}: must be at least 0 and below the {room} word pieces a window of "
+                        f"--max_seq_length {max_length} holds")
+    label2id = tag_set.label2id
+    inside = {i: label2id.get(f"I-{_split(t)[1]}", i) for i, t in enumerate(tag_set.names)}
+
+    def encode(batch, indices):
+        enc = tokenizer(batch[words_column], is_split_into_words=True, truncation=True, max_length=max_length,
+                        stride=stride, return_overflowing_tokens=True, return_offsets_mapping=True)
+        gold = batch.get(tags_column)
+        out = {k: enc[k] for k in enc if k not in ("offset_mapping", "overflow_to_sample_mapping")}
+        out.update(example_index=[], word_index=[], num_words=[], **({"labels": [], "gold_tags": []} if gold else {}))
+        previous_example = None
+        for w, example in enumerate(enc["overflow_to_sample_mapping"]):
+            word_ids, offsets = enc.word_ids(w), enc["offset_mapping"][w]
+            continued = example == previous_example  # a later window: its first piece may be mid-word
+            previous_example = example
+            first_content = next((j for j, word in enumerate(word_ids) if word is not None), None)
+            starts = []
+            for j, word in enumerate(word_ids):
+                new_word = word is not None and (j == 0 or word_ids[j - 1] != word)
+                mid_word = continued and j == first_content and offsets[j][0] > 0
+                starts.append(word if new_word and not mid_word else -1)
+            out["example_index"].append(indices[example])
+            out["word_index"].append(starts)
+            out["num_words"].append(len(batch[words_column][example]))
+            if gold:
+                ids = [label2id[t] for t in gold[example]]
+                out["gold_tags"].append(ids)
+                out["labels"].append([IGNORED if word is None else ids[word] if start >= 0
+                                      else inside[ids[word]] if label_all_tokens else IGNORED
+                                      for word, start in zip(word_ids, starts)])
+        return out
+    return encode
+
+
+def words_from_windows(token_predictions, windows):
+    """One tag id per word of each example, from per-sub-token predictions of every window (in dataset
+    order). A word seen in several windows takes the prediction of the window where its first sub-token is
+    most central (furthest from a window edge, where context is cut); ties go to the first window. A word
+    with no sub-token at all (a character the tokenizer drops) is predicted O (id -1 here)."""
+    if len(token_predictions) != len(windows):  # predictions gathered twice or lost (e.g. under DDP)
+        raise RuntimeError(f"{len(token_predictions)} window predictions for {len(windows)} windows")
+    best, sizes = {}, {}
+    for w, (example, starts, size) in enumerate(zip(windows["example_index"], windows["word_index"],
+                                                    windows["num_words"])):
+        sizes[example] = size
+        for j, word in enumerate(starts):
+            if word < 0:
+                continue
+            centrality = min(j, len(starts) - 1 - j)
+            if (example, word) not in best or centrality > best[example, word][0]:
+                best[example, word] = (centrality, int(token_predictions[w][j]))
+    return [[best.get((example, i), (0, -1))[1] for i in range(size)] for example, size in sizes.items()]
+
+
+def gold_from_windows(windows):
+    """Gold tag ids per word of each example (every window of an example carries them)."""
+    first = {}
+    for example, gold in zip(windows["example_index"], windows["gold_tags"]):
+        first.setdefault(example, gold)
+    return list(first.values())
+
+
+def entity_scores(gold, predicted, scheme="IOB2") -> dict:
+    """Entity-level precision/recall/F1 (seqeval, strict: an entity counts only if its span and type match
+    exactly and it is well-formed in the scheme), overall and per type, plus word-level tag accuracy."""
+    from seqeval.metrics import classification_report
+    from seqeval.scheme import IOB2, IOBES
+    report = classification_report(gold, predicted, mode="strict", scheme=IOBES if scheme == "BIOES" else IOB2,
+                                   output_dict=True, zero_division=0)
+    pairs = [(g, p) for gs, ps in zip(gold, predicted) for g, p in zip(gs, ps)]
+    micro = report.get("micro avg", {"precision": 0.0, "recall": 0.0, "f1-score": 0.0})
+    out = {"precision": micro["precision"], "recall": micro["recall"], "f1": micro["f1-score"],
+           "accuracy": sum(g == p for g, p in pairs) / max(len(pairs), 1)}
+    for kind, scores in report.items():
+        if not kind.endswith(" avg"):
+            out.update({f"{kind}_precision": scores["precision"], f"{kind}_recall": scores["recall"],
+                        f"{kind}_f1": scores["f1-score"], f"{kind}_support": scores["support"]})
+    return {k: float(v) for k, v in out.items()}
+
+
+def _names(tag_set, ids):
+    return [[tag_set.names[i] if i >= 0 else "O" for i in sentence] for sentence in ids]
+
+
+def metrics_for(tag_set):
+    """A compute_metrics(eval_prediction, dataset) for Trainer: scores words, never sub-tokens."""
+    def compute(eval_prediction, windows):
+        predicted = words_from_windows(_token_ids(eval_prediction.predictions), windows)
+        return entity_scores(_names(tag_set, gold_from_windows(windows)), _names(tag_set, predicted), tag_set.scheme)
+    return compute
+
+
+def _token_ids(logits):
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    return np.asarray(logits).argmax(-1)
+
+
+def entities(tags, words, scheme="IOB2"):
+    """Entity spans of one tagged sentence, read as strictly as they are scored: type, word span, text."""
+    from seqeval.scheme import IOB2, IOBES, Entities
+    spans = Entities([tags], IOBES if scheme == "BIOES" else IOB2).entities[0]
+    return [{"type": e.tag, "start": e.start, "end": e.end, "text": " ".join(words[e.start:e.end])} for e in spans]
+
+
+def prediction_writer(tag_set, encoded, words_column, tags_column):
+    """Writes <split>_predictions.jsonl (predictions.jsonl for test: tokens, predicted tags, entity spans,
+    gold tags and entities where known) and <split>_predictions.conll (`word [gold] predicted` per line,
+    conlleval's format, a blank line between sentences)."""
+    def write(split, output, raw_split, output_dir):
+        predicted = _names(tag_set, words_from_windows(_token_ids(output.predictions), encoded[split]))
+        if len(predicted) != len(raw_split):
+            raise RuntimeError(f"{split}: {len(predicted)} predicted sentences for {len(raw_split)} examples")
+        has_gold = tags_column in raw_split.column_names
+        rows, lines = [], []
+        for i, (example, tags) in enumerate(zip(raw_split, predicted)):
+            words = example[words_column]
+            row = {"id": i, "tokens": words, "predicted_tags": tags, "entities": entities(tags, words, tag_set.scheme)}
+            if has_gold:
+                row.update(gold_tags=example[tags_column],
+                           gold_entities=entities(example[tags_column], words, tag_set.scheme))
+            rows.append(row)
+            gold = example[tags_column] if has_gold else [None] * len(words)
+            lines += [" ".join(x for x in (word, g, p) if x is not None) for word, g, p in zip(words, gold, tags)] + [""]
+        stem = "predictions" if split == TEST else f"{split}_predictions"
+        artifacts.write_jsonl(os.path.join(output_dir, f"{stem}.jsonl"), rows)
+        artifacts.write_text(os.path.join(output_dir, f"{stem}.conll"), "\n".join(lines))
+    return write

@@ -1,0 +1,65 @@
+"""Named-entity recognition: fine-tune a pre-trained encoder to tag each word (B-PER, I-LOC, O, ...).
+
+Tags are read as IOB1 (converted to IOB2), IOB2 or BIOES; sentences longer than --max_seq_length are
+split into overlapping windows, so every word is predicted; scores are entity-level (seqeval, strict).
+
+    python recipes/ner/run.py recipes/ner/config.yaml
+    accelerate launch recipes/ner/run.py recipes/ner/config.yaml --train_file eng.train --conll_tag_index 3
+"""
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, next(str(p) for p in Path(__file__).resolve().parents if (p / "common").is_dir()))
+
+from transformers import AutoModelForTokenClassification  # noqa: E402
+
+from common import args, collators, data, modeling, tagging, training  # noqa: E402
+from common.errors import exits_cleanly  # noqa: E402
+
+
+@dataclass
+class NerArguments(args.DataArguments):
+    text_column_name: str = field(default="tokens", metadata={"help": "Column of word lists (json/parquet/Hub)."})
+    label_column_name: str = field(default="ner_tags", metadata={"help": "Column of tag lists, one tag per word."})
+    conll_tag_index: int = field(
+        default=-1, metadata={"help": "CoNLL files (.conll, .txt): the field holding the tag; -1 is the last."})
+    tag_scheme: str = field(default="auto", metadata={"help": "auto, IOB1, IOB2 or BIOES. IOB1 becomes IOB2."})
+    label_all_tokens: bool = field(
+        default=False, metadata={"help": "Train on every sub-token (the I- form of its word's tag), not only the first."})
+    stride: int = field(
+        default=32, metadata={"help": "Sub-tokens shared by consecutive windows of a sentence longer than "
+                                      "--max_seq_length (such sentences are windowed, not truncated)."})
+
+
+@exits_cleanly
+def main():
+    cfg = args.parse(NerArguments)
+    d = cfg.data
+    words, tags = d.text_column_name, d.label_column_name
+
+    # Data and tags: checked (and IOB1 converted) before anything is written.
+    raw = data.load(cfg, conll=data.ConllColumns(words, tags, d.conll_tag_index))
+    raw.require_columns({words: "text_column_name", tags: "label_column_name"}, optional_in_test=[tags])
+    tagging.check_rows(raw, words, tags)
+    tag_set = tagging.TagSet.from_splits(raw, tags, d.label_list, d.tag_scheme, d.strict_labels)
+
+    # Tokenize words into windows of sub-tokens; each window remembers its sentence and word positions.
+    tokenizer = modeling.load_tokenizer(cfg.model)
+    encoder = tagging.window_encoder(tokenizer, tag_set, words, tags, d.max_seq_length, d.stride, d.label_all_tokens)
+    encoded = data.tokenize(raw, encoder, cfg, with_indices=True)
+
+    # Model: pre-trained encoder + a fresh token-classification head (+ --freeze_encoder / --lora).
+    config = modeling.load_config(cfg.model, tag_set)
+    make_model = lambda model_args: modeling.load_model(  # noqa: E731  (per trial under --hpo_trials)
+        model_args, AutoModelForTokenClassification, config, "TOKEN_CLS")
+
+    # Metrics and prediction files see words: window predictions are merged back per sentence first.
+    trainer = training.build_trainer(
+        cfg, make_model, tokenizer, encoded, collators.TokenClassificationPadding(tokenizer, cfg.training),
+        compute_metrics=tagging.metrics_for(tag_set), main_metric=("f1", True))
+    training.run(trainer, cfg, raw, encoded, tagging.prediction_writer(tag_set, encoded, words, tags))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,274 @@
+"""The NER recipe: CoNLL files, tag schemes, sub-token alignment, windows, entity-level scores, end to end."""
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
+
+from common import data, modeling, tagging
+from common.data import ConllColumns, RawData
+from common.errors import UserError
+from conftest import FAST, SHARED_DATA, read_json, read_jsonl, run_recipe, write_jsonl
+
+TASK = "ner"
+CONLL_IOB1 = """-DOCSTART- -X- -X- O
+
+EU NNP I-NP I-ORG
+rejects VBZ I-VP O
+German JJ I-NP I-MISC
+call NN I-NP O
+.  . O O
+
+
+Peter NNP I-NP I-PER
+Blackburn NNP I-NP I-PER
+-DOCSTART- -X- -X- O
+BRUSSELS NNP I-NP I-LOC
+1996-08-22 CD I-NP O
+
+Smith NNP I-NP I-PER
+Jones NNP I-NP B-PER
+"""
+
+
+def _raw(**splits):
+    return RawData(DatasetDict(splits), {name: f"{name}.jsonl" for name in splits})
+
+
+def test_conll_file_documents_blank_lines_and_iob1_to_iob2(tmp_path):
+    path = tmp_path / "eng.train"
+    path.with_suffix(".conll").write_text(CONLL_IOB1)
+    ds = data.read_file(str(path.with_suffix(".conll")), "train_file", ConllColumns("tokens", "ner_tags", 3))
+    # -DOCSTART- lines and repeated blank lines end sentences without being one; a DOCSTART with no blank
+    # line before it still splits "Peter Blackburn" from "BRUSSELS".
+    assert ds["tokens"] == [["EU", "rejects", "German", "call", "."], ["Peter", "Blackburn"],
+                            ["BRUSSELS", "1996-08-22"], ["Smith", "Jones"]]
+    raw = _raw(train=ds)
+    tags = tagging.TagSet.from_splits(raw, "ner_tags")
+    assert tags.scheme == "IOB2"
+    assert raw.splits["train"]["ner_tags"] == [["B-ORG", "O", "B-MISC", "O", "O"], ["B-PER", "I-PER"],
+                                               ["B-LOC", "O"], ["B-PER", "B-PER"]]
+    assert tags.names == ["O", "B-LOC", "B-MISC", "B-ORG", "B-PER", "I-PER"]
+    with pytest.raises(UserError, match=r"--conll_tag_index 4: .* has 4 fields per line"):
+        data.read_file(str(path.with_suffix(".conll")), "train_file", ConllColumns("tokens", "ner_tags", 4))
+    with pytest.raises(UserError, match="unsupported extension '.txt'"):  # only recipes that ask read CoNLL
+        data.read_file(str(tmp_path / "x.txt"), "train_file")
+
+
+def test_iob2_with_an_entity_opened_by_i_is_repaired_and_counted(caplog):
+    raw = _raw(train=Dataset.from_dict({"t": [["a", "b", "c"]] * 3,
+                                        "g": [["B-PER", "O", "I-LOC"], ["O", "B-LOC", "I-LOC"], ["I-PER", "O", "O"]]}))
+    with caplog.at_level("WARNING"):
+        tags = tagging.TagSet.from_splits(raw, "g")
+    assert "train.jsonl: 2 tags I-X follow O or another type (invalid in IOB2)" in caplog.text
+    assert raw.splits["train"]["g"][0] == ["B-PER", "O", "B-LOC"] and tags.scheme == "IOB2"
+    bioes = _raw(train=Dataset.from_dict({"t": [["a", "b", "c"]], "g": [["B-PER", "E-PER", "S-LOC"]]}))
+    assert tagging.TagSet.from_splits(bioes, "g").scheme == "BIOES"
+
+
+def test_hub_class_label_tags_keep_their_names_and_order():
+    names = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    features = Features({"tokens": List(Value("string")), "ner_tags": List(ClassLabel(names=names))})
+    raw = _raw(train=Dataset.from_dict({"tokens": [["Ann", "Lee", "in", "Oslo"]], "ner_tags": [[1, 2, 0, 3]]},
+                                       features=features))
+    tags = tagging.TagSet.from_splits(raw, "ner_tags")
+    assert tags.names == names and raw.splits["train"]["ner_tags"] == [["B-PER", "I-PER", "O", "B-LOC"]]
+    ints = _raw(train=Dataset.from_dict({"tokens": [["Ann", "x"]], "ner_tags": [[1, 0]]}))
+    with pytest.raises(UserError, match="integer tags without names; pass --label_list"):
+        tagging.TagSet.from_splits(ints, "ner_tags")
+    assert tagging.TagSet.from_splits(ints, "ner_tags", label_list=["O", "B-PER"]).names == ["O", "B-PER"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+    return AutoTokenizer.from_pretrained(modeling.default_model_path())
+
+
+def _encode(tokenizer, words, tags, max_length=128, stride=0, label_all_tokens=False, extra_tags=()):
+    tag_set = tagging.TagSet(sorted({*tags, *extra_tags, "O"}, key=tagging._tag_order), "IOB2")
+    encode = tagging.window_encoder(tokenizer, tag_set, "w", "t", max_length, stride, label_all_tokens)
+    return tag_set, Dataset.from_dict(encode({"w": [words], "t": [tags]}, [0]))
+
+
+def test_a_word_of_several_sub_tokens_is_labelled_on_its_first_piece(tokenizer):
+    words, tags = ["Kowalczykowski", "visited", "Johannesburg"], ["B-PER", "O", "B-LOC"]
+    tag_set, windows = _encode(tokenizer, words, tags)
+    pieces = tokenizer.convert_ids_to_tokens(windows[0]["input_ids"])
+    first_word = [i for i, word in enumerate(windows[0]["word_index"]) if word == 0]
+    assert len([p for p in pieces if p.startswith("##")]) >= 2  # the names really split
+    labels = windows[0]["labels"]
+    b_per, b_loc = tag_set.label2id["B-PER"], tag_set.label2id["B-LOC"]
+    assert [lab for lab in labels if lab != -100] == [b_per, tag_set.label2id["O"], b_loc]
+    assert labels[first_word[0]] == b_per and labels[0] == labels[-1] == -100
+    continuation = first_word[0] + 1
+    assert pieces[continuation].startswith("##") and labels[continuation] == -100
+    # --label_all_tokens: the later pieces take the I- form of the tag (here the set has I-PER).
+    tag_set, windows = _encode(tokenizer, words, tags, label_all_tokens=True, extra_tags=["I-PER"])
+    labels = windows[0]["labels"]
+    assert labels[continuation] == tag_set.label2id["I-PER"] and labels[first_word[0]] == tag_set.label2id["B-PER"]
+
+
+def test_a_sentence_longer_than_the_window_keeps_every_word(tokenizer):
+    words = [f"Zurichberg{i}" if i % 5 == 0 else "and" for i in range(60)]
+    tags = ["B-LOC" if i % 5 == 0 else "O" for i in range(60)]
+    tag_set, windows = _encode(tokenizer, words, tags, max_length=24, stride=6)
+    assert len(windows) > 3 and max(len(ids) for ids in windows["input_ids"]) <= 24
+    # Feed the gold label of each word start back as the "prediction": the merge must recover all 60 words.
+    predictions = [[max(lab, 0) for lab in labels] for labels in windows["labels"]]
+    width = max(map(len, predictions))
+    predictions = [p + [0] * (width - len(p)) for p in predictions]
+    merged = tagging.words_from_windows(predictions, windows)
+    assert [[tag_set.names[i] for i in merged[0]]] == [tags]
+    assert tagging.gold_from_windows(windows) == [[tag_set.label2id[t] for t in tags]]
+    with pytest.raises(RuntimeError, match="window predictions for"):  # e.g. gathered twice under DDP
+        tagging.words_from_windows(predictions * 2, windows)
+
+
+def test_entity_scores_on_a_hand_checked_example():
+    gold = [["B-PER", "I-PER", "O", "B-LOC"], ["B-ORG", "O", "B-LOC", "I-LOC"]]
+    predicted = [["B-PER", "I-PER", "O", "B-ORG"], ["I-ORG", "O", "B-LOC", "I-LOC"]]
+    # Gold: PER(0-2), LOC(3), ORG(0), LOC(2-4). Predicted: PER right, ORG where LOC is, and in strict IOB2 an
+    # entity opened by I-ORG does not count. So 2 of 3 predicted entities right, 2 of 4 gold found.
+    scores = tagging.entity_scores(gold, predicted)
+    assert scores["precision"] == pytest.approx(2 / 3) and scores["recall"] == pytest.approx(2 / 4)
+    assert scores["f1"] == pytest.approx(2 * (2 / 3) * (1 / 2) / (2 / 3 + 1 / 2))
+    assert scores["accuracy"] == pytest.approx(6 / 8)  # per word: the LOC/ORG word and the I-ORG word are wrong
+    assert scores["PER_f1"] == 1.0 and scores["ORG_precision"] == 0.0 and scores["LOC_recall"] == 0.5
+    assert scores["LOC_support"] == 2.0
+    assert tagging.entities(predicted[1], ["Acme", "in", "New", "York"]) == [
+        {"type": "LOC", "start": 2, "end": 4, "text": "New York"}]
+
+
+def _sentences(n, offset=0):
+    people, places = ["Anna", "Peter Brown", "Maria"], ["Paris", "New York", "Oslo"]
+    rows = []
+    for i in range(offset, offset + n):
+        person, place = people[i % 3].split(), places[(i // 3) % 3].split()
+        rows.append({"tokens": person + ["visited"] + place + ["."],
+                     "ner_tags": ["B-PER"] + ["I-PER"] * (len(person) - 1) + ["O"] + ["B-LOC"]
+                     + ["I-LOC"] * (len(place) - 1) + ["O"]})
+    return rows
+
+
+def test_real_weights_learn_demo_ner_and_pipeline_shows_tag_names(demo_data, tmp_path):
+    """Default model (all-MiniLM-L6-v2 from its package), the example config, the demo data."""
+    from transformers import pipeline
+    out = tmp_path / "out"
+    run_recipe(TASK, "recipes/ner/config.yaml", "--output_dir", out, "--train_file", demo_data / "ner/train.jsonl",
+               "--validation_file", demo_data / "ner/validation.jsonl", "--test_file", demo_data / "ner/test.jsonl",
+               "--num_train_epochs", "2", *FAST)
+    results = read_json(out / "all_results.json")
+    assert results["eval_f1"] >= 0.9 and results["predict_f1"] >= 0.9, results  # templated names are easy
+    rows = read_jsonl(out / "predictions.jsonl")
+    assert len(rows) == 100 and all(len(r["predicted_tags"]) == len(r["tokens"]) for r in rows)
+    assert {"tokens", "predicted_tags", "entities", "gold_tags", "gold_entities"} <= set(rows[0])
+    correct = sum(r["entities"] == r["gold_entities"] for r in rows)
+    assert correct >= 80
+    conll = (out / "predictions.conll").read_text().split("\n\n")
+    assert conll[0].splitlines()[0].split() == [rows[0]["tokens"][0], rows[0]["gold_tags"][0], rows[0]["predicted_tags"][0]]
+    tagger = pipeline("token-classification", model=str(out), aggregation_strategy="simple")
+    found = {(e["entity_group"], e["word"]) for e in tagger("Maria Garcia lives in Berlin .")}
+    assert found == {("PER", "maria garcia"), ("LOC", "berlin")}, found
+
+
+def test_long_sentences_are_windowed_and_merged_once_under_two_processes(tiny_model, tmp_path):
+    """`accelerate launch` with 2 CPU processes (gloo): Trainer gathers window predictions from both, and the
+    merge must see each window exactly once (it raises otherwise) to give every word of every sentence a tag."""
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
+    long = {"tokens": [f"Word{i}" for i in range(200)], "ner_tags": ["B-LOC" if i % 7 == 0 else "O" for i in range(200)]}
+    write_jsonl(tmp_path / "t.jsonl", _sentences(20) + [long])
+    out = tmp_path / "out"
+    run_recipe(TASK, "--model_name_or_path", tiny_model, "--train_file", tmp_path / "t.jsonl", "--validation_file",
+               tmp_path / "t.jsonl", "--do_train", "--do_eval", "--max_steps", "2", "--max_seq_length", "32",
+               "--stride", "8", "--output_dir", out, *FAST, "--per_device_eval_batch_size", "5",
+               launcher=[accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                         "--mixed_precision", "no", "--dynamo_backend", "no"])
+    rows = read_jsonl(out / "validation_predictions.jsonl")
+    assert len(rows) == 21 and len(rows[-1]["predicted_tags"]) == 200 == len(rows[-1]["gold_tags"])
+    results = read_json(out / "all_results.json")
+    assert results["eval_samples"] > 21 and results["eval_samples"] % 10  # windows; the last batch pair is ragged
+    words = sum(len(r["tokens"]) for r in rows)
+    hits = sum(g == p for r in rows for g, p in zip(r["gold_tags"], r["predicted_tags"]))
+    assert results["eval_accuracy"] == pytest.approx(hits / words)  # scored on words, never sub-tokens
+
+
+def _logits(model, tokenizer, words):
+    import torch
+    with torch.no_grad():
+        return model.eval()(**tokenizer(words, is_split_into_words=True, return_tensors="pt")).logits
+
+
+def test_lora_adapter_reloads_and_merged_model_predicts_the_same(tiny_model, tmp_path):
+    import torch
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+    write_jsonl(tmp_path / "t.jsonl", _sentences(32))
+    out = tmp_path / "out"
+    run_recipe(TASK, "--model_name_or_path", tiny_model, "--train_file", tmp_path / "t.jsonl", "--do_train",
+               "--lora", "--lora_r", "4", "--learning_rate", "1e-2", "--max_steps", "4", "--output_dir", out, *FAST)
+    adapter = out / modeling.ADAPTER_DIR
+    assert (adapter / "adapter_model.safetensors").exists()
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    words = ["Peter", "Brown", "visited", "Oslo", "."]
+    reloaded = _logits(modeling.load_trained(str(adapter), AutoModelForTokenClassification), tokenizer, words)
+    merged_model = AutoModelForTokenClassification.from_pretrained(out)
+    torch.testing.assert_close(_logits(merged_model, tokenizer, words), reloaded, atol=1e-4, rtol=1e-4)
+    assert set(merged_model.config.id2label.values()) == {"O", "B-PER", "I-PER", "B-LOC", "I-LOC"}
+    base = AutoModelForTokenClassification.from_pretrained(tiny_model, num_labels=5)
+    assert not torch.equal(base.classifier.weight, merged_model.classifier.weight)  # the head was trained and saved
+
+
+def test_freeze_encoder_trains_only_the_head(tiny_model, tmp_path):
+    from safetensors.torch import load_file
+    write_jsonl(tmp_path / "t.jsonl", _sentences(16))
+    out = tmp_path / "out"
+    run_recipe(TASK, "--model_name_or_path", tiny_model, "--train_file", tmp_path / "t.jsonl", "--do_train",
+               "--freeze_encoder", "--learning_rate", "1e-2", "--max_steps", "2", "--output_dir", out, *FAST)
+    before, after = load_file(os.path.join(tiny_model, "model.safetensors")), load_file(out / "model.safetensors")
+    encoder_keys = [k for k in after if k.startswith("bert.")]
+    assert len(encoder_keys) > 20 and all(after[k].equal(before[k.removeprefix("bert.")]) for k in encoder_keys)
+    assert after["classifier.weight"].shape == (5, 32)
+
+
+def test_ragged_row_is_a_one_line_error_with_its_row_number_and_leaves_no_output(tiny_model, tmp_path):
+    write_jsonl(tmp_path / "t.jsonl", [{"tokens": ["a", "b"], "ner_tags": ["O", "O"]},
+                                       {"tokens": ["Ann", "Lee", "x"], "ner_tags": ["B-PER", "O"]}])
+    out = tmp_path / "out"
+    proc = run_recipe(TASK, "--model_name_or_path", tiny_model, "--train_file", tmp_path / "t.jsonl", "--do_train",
+                      "--output_dir", out, check=False)
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == (f"error: {tmp_path / 't.jsonl'}: row 2 has 3 words in 'tokens' but 2 tags in 'ner_tags'; "
+                    f"each word needs exactly one tag"), proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and not out.exists()
+
+
+@pytest.mark.parametrize("row, message", [
+    ({"tokens": "Ann Lee", "ner_tags": ["B-PER", "I-PER"]}, "train.jsonl: row 1: column 'tokens' must be a list of words"),
+    ({"tokens": ["Ann"], "ner_tags": ["PER"]}, "tag 'PER' in column 'ner_tags' is neither O nor B-/I-/E-/S-<type>"),
+    ({"words": ["Ann"], "ner_tags": ["B-PER"]}, "no column 'tokens' (set by --text_column_name)"),
+])
+def test_other_bad_rows_are_named(row, message):
+    raw = _raw(train=Dataset.from_list([row]))
+    with pytest.raises(UserError) as err:
+        raw.require_columns({"tokens": "text_column_name", "ner_tags": "label_column_name"})
+        tagging.check_rows(raw, "tokens", "ner_tags")
+        tagging.TagSet.from_splits(raw, "ner_tags")
+    assert message in str(err.value)
+
+
+def test_stride_must_fit_the_window(tokenizer):
+    with pytest.raises(UserError, match=r"--stride 200: must be at least 0 and below the 126 word pieces"):
+        _encode(tokenizer, ["a"], ["O"], max_length=128, stride=200)
+
+
+CONLL = SHARED_DATA / "conll2003"
+
+
+@pytest.mark.skipif(not CONLL.is_dir(), reason="../shared/data/conll2003 is not beside this clone")
+def test_conll2003_files_read_as_iob2_with_the_published_counts():
+    columns = ConllColumns("tokens", "ner_tags")
+    sizes = {name: len(data.read_file(str(CONLL / f"{name}.txt"), "file", columns)) for name in ("train", "dev", "test")}
+    assert sizes == {"train": 14041, "dev": 3250, "test": 3453}
