@@ -57,7 +57,7 @@ def window_encoder(tokenizer, question_column, context_column, answer_column, ma
         enc = tokenizer(*pair, truncation="only_first" if context_first else "only_second", max_length=max_seq_length,
                         stride=doc_stride, return_overflowing_tokens=True, return_offsets_mapping=True)
         sample = enc.pop("overflow_to_sample_mapping")
-        labelled = answer_column in batch and batch[answer_column] is not None
+        labelled = answer_column is not None and answer_column in batch
         columns = {"example_index": [], "cls_index": [], **({"start_positions": [], "end_positions": []}
                                                           if labelled else {})}
         for j, offsets in enumerate(enc["offset_mapping"]):
@@ -131,85 +131,116 @@ def best_spans(start_logits, end_logits, windows, num_examples, n_best_size, max
     return candidate, offsets, null
 
 
+def extract_answers(predictions, windows, contexts, ids, n_best_size=20, max_answer_length=30, version_2=False,
+                    null_score_diff_threshold=0.0, with_nbest=False):
+    """Window logits -> id -> answer text; id -> null odds (v2.0: null score minus best span score; the
+    answer is "" when it exceeds the threshold); id -> n-best list with probabilities (with_nbest)."""
+    start_logits, end_logits = (np.asarray(p, dtype=np.float64) for p in predictions[:2])
+    columns = windows.select_columns(["example_index", "offset_mapping", "cls_index"])[:]
+    candidate, offsets, null = best_spans(start_logits, end_logits, columns, len(ids), n_best_size, max_answer_length)
+    first = np.searchsorted(candidate["example"], np.arange(len(ids)), side="left")
+    last = np.searchsorted(candidate["example"], np.arange(len(ids)), side="right")
+
+    def span_text(i, c):
+        w = candidate["window"][c]
+        return contexts[i][offsets[w, candidate["start"][c], 0]:offsets[w, candidate["end"][c], 1]]
+
+    texts, null_odds, nbest = {}, {}, {}
+    for i, qid in enumerate(ids):
+        found = first[i] < last[i]  # no candidate: no context token fits (empty context)
+        texts[qid] = span_text(i, first[i]) if found else ""
+        if version_2:
+            null_odds[qid] = float(null[i] - candidate["score"][first[i]]) if found else float("inf")
+            if null_odds[qid] > null_score_diff_threshold:
+                texts[qid] = ""
+        if with_nbest:
+            entries = [{"text": span_text(i, c), "score": float(candidate["score"][c]),
+                        "start_logit": float(start_logits[candidate["window"][c], candidate["start"][c]]),
+                        "end_logit": float(end_logits[candidate["window"][c], candidate["end"][c]])}
+                       for c in range(first[i], last[i])]
+            if version_2:
+                entries = sorted(entries + [{"text": "", "score": float(null[i])}], key=lambda e: -e["score"])
+            scores = np.array([e["score"] for e in entries])
+            probabilities = np.exp(scores - scores.max()) / np.exp(scores - scores.max()).sum() if entries else []
+            for entry, p in zip(entries, probabilities):
+                entry["probability"] = float(p)
+            nbest[qid] = entries
+    return texts, (null_odds if version_2 else None), nbest
+
+
+def answer(model_dir, questions, contexts, max_seq_length=384, doc_stride=128, batch_size=32, **options):
+    """Answer questions with a trained output directory, exactly as evaluation does: same windows, same
+    span search. transformers 5 removed pipeline("question-answering"); this takes its place.
+    options: n_best_size, max_answer_length, version_2, null_score_diff_threshold. Returns the texts."""
+    import datasets
+    import torch
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer, DataCollatorWithPadding
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForQuestionAnswering.from_pretrained(model_dir).eval()
+    examples = datasets.Dataset.from_dict({"question": list(questions), "context": list(contexts)})
+    windows = examples.map(window_encoder(tokenizer, "question", "context", None, max_seq_length, doc_stride),
+                           batched=True, with_indices=True, remove_columns=examples.column_names)
+    inputs = windows.remove_columns(["example_index", "offset_mapping", "cls_index"])
+    collate, width = DataCollatorWithPadding(tokenizer), max(len(ids) for ids in inputs["input_ids"])
+    starts, ends = [], []
+    with torch.no_grad():
+        for i in range(0, len(inputs), batch_size):
+            batch = collate([inputs[j] for j in range(i, min(i + batch_size, len(inputs)))])
+            out = model(**batch)
+            pad = width - out.start_logits.shape[1]  # same layout as the Trainer's gathered logits
+            starts.append(torch.nn.functional.pad(out.start_logits, (0, pad), value=-100))
+            ends.append(torch.nn.functional.pad(out.end_logits, (0, pad), value=-100))
+    ids = [str(i) for i in range(len(examples))]
+    texts, _, _ = extract_answers((torch.cat(starts).numpy(), torch.cat(ends).numpy()), windows,
+                                  examples["context"], ids, **options)
+    return [texts[i] for i in ids]
+
+
 class SpanScorer:
     """compute_metrics(eval_prediction, windows) and write_predictions(...) for the Trainer: maps window
     logits back to example answers, scores them with the official SQuAD semantics, writes the files."""
 
     def __init__(self, raw, encoded, question_column, context_column, answer_column, n_best_size=20,
                  max_answer_length=30, version_2=False, null_score_diff_threshold=0.0):
-        self.pairs = [(encoded[name], raw.splits[name], name) for name in raw.splits]
+        self.windows = {name: encoded[name] for name in raw.splits}
         self.question_column, self.context_column, self.answer_column = question_column, context_column, answer_column
-        self.n_best_size, self.max_answer_length = n_best_size, max_answer_length
-        self.version_2, self.threshold = version_2, null_score_diff_threshold
+        self.options = {"n_best_size": n_best_size, "max_answer_length": max_answer_length, "version_2": version_2,
+                        "null_score_diff_threshold": null_score_diff_threshold}
+        self.raw = raw
 
-    def _raw_of(self, windows):
-        for encoded_split, raw_split, name in self.pairs:
-            if windows is encoded_split:
-                return raw_split, name
-        raise RuntimeError("SpanScorer: the dataset being scored is not one of the encoded splits")
+    def _answers(self, predictions, windows, raw_split, with_nbest=False):
+        return extract_answers(predictions, windows, raw_split[self.context_column], squad.example_ids(raw_split),
+                               with_nbest=with_nbest, **self.options)
 
-    def answers(self, predictions, windows, raw_split, with_nbest=False):
-        """id -> answer text, id -> null odds (v2), id -> n-best list (with_nbest)."""
-        start_logits, end_logits = (np.asarray(p, dtype=np.float64) for p in predictions[:2])
-        columns = windows.select_columns(["example_index", "offset_mapping", "cls_index"])[:]
-        candidate, offsets, null = best_spans(start_logits, end_logits, columns, len(raw_split),
-                                              self.n_best_size, self.max_answer_length)
-        ids = squad.example_ids(raw_split)
-        contexts = raw_split[self.context_column]
-        first = np.searchsorted(candidate["example"], np.arange(len(raw_split)), side="left")
-        last = np.searchsorted(candidate["example"], np.arange(len(raw_split)), side="right")
-        texts, null_odds, nbest = {}, {}, {}
-        for i, qid in enumerate(ids):
-            def span_text(c):
-                w = candidate["window"][c]
-                return contexts[i][offsets[w, candidate["start"][c], 0]:offsets[w, candidate["end"][c], 1]]
-            best = span_text(first[i]) if first[i] < last[i] else ""
-            best_score = candidate["score"][first[i]] if first[i] < last[i] else -np.inf
-            texts[qid] = best
-            if self.version_2:
-                null_odds[qid] = float(null[i] - best_score) if np.isfinite(best_score) else float("inf")
-                if null_odds[qid] > self.threshold:
-                    texts[qid] = ""
-            if with_nbest:
-                entries = [{"text": span_text(c), "score": float(candidate["score"][c]),
-                            "start_logit": float(start_logits[candidate["window"][c], candidate["start"][c]]),
-                            "end_logit": float(end_logits[candidate["window"][c], candidate["end"][c]])}
-                           for c in range(first[i], last[i])]
-                if self.version_2:
-                    entries.append({"text": "", "score": float(null[i]), "start_logit": None, "end_logit": None})
-                    entries.sort(key=lambda e: -e["score"])
-                scores = np.array([e["score"] for e in entries])
-                probabilities = np.exp(scores - scores.max()) / np.exp(scores - scores.max()).sum() if len(scores) else []
-                for entry, p in zip(entries, probabilities):
-                    entry["probability"] = float(p)
-                nbest[qid] = entries
-        return texts, (null_odds if self.version_2 else None), nbest
-
-    def golds(self, raw_split):
+    def _golds(self, raw_split):
         if self.answer_column not in raw_split.column_names:
             return None
-        ids = squad.example_ids(raw_split)
-        return {qid: squad.answers_of(value)[0] for qid, value in zip(ids, raw_split[self.answer_column])}
+        return {qid: squad.answers_of(value)[0]
+                for qid, value in zip(squad.example_ids(raw_split), raw_split[self.answer_column])}
 
     def compute_metrics(self, eval_prediction, windows):
-        raw_split, _ = self._raw_of(windows)
-        texts, null_odds, _ = self.answers(eval_prediction.predictions, windows, raw_split)
-        golds = self.golds(raw_split)
+        """The Trainer passes the windows it scored; their raw split holds the gold answers."""
+        name = next((n for n, w in self.windows.items() if w is windows), None)
+        if name is None:
+            raise RuntimeError("SpanScorer: the dataset being scored is not one of the encoded splits")
+        raw_split = self.raw.splits[name]
+        texts, null_odds, _ = self._answers(eval_prediction.predictions, windows, raw_split)
+        golds = self._golds(raw_split)
         return squad.score(texts, golds, null_odds) if golds is not None else {}
 
     def write_predictions(self, split, output, raw_split, output_dir):
-        windows = next(encoded_split for encoded_split, _, name in self.pairs if name == split)
-        texts, null_odds, nbest = self.answers(output.predictions, windows, raw_split, with_nbest=True)
-        golds = self.golds(raw_split)
+        """[<split>_]predictions.json (id -> text), nbest_predictions.json, null_odds.json (v2.0) and
+        predictions.jsonl (id, question, prediction, gold answers when known); no prefix for test."""
+        texts, null_odds, nbest = self._answers(output.predictions, self.windows[split], raw_split, with_nbest=True)
+        golds = self._golds(raw_split)
         prefix = "" if split == TEST else f"{split}_"
         path = lambda name: os.path.join(output_dir, f"{prefix}{name}")  # noqa: E731
         artifacts.write_json(path("predictions.json"), texts)
         artifacts.write_json(path("nbest_predictions.json"), nbest)
         if null_odds is not None:
             artifacts.write_json(path("null_odds.json"), null_odds)
-        questions = raw_split[self.question_column]
         rows = []
-        for question, (qid, text) in zip(questions, texts.items()):
+        for question, (qid, text) in zip(raw_split[self.question_column], texts.items()):
             row = {"id": qid, "question": question, "prediction": text}
             if null_odds is not None:
                 row["null_odds"] = null_odds[qid]
