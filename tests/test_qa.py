@@ -150,12 +150,25 @@ def test_unanswerable_questions_v2(tiny_model, tmp_path):
     assert all((predictions[q] == "") == (null_odds[q] > 0) for q in null_odds)  # default threshold 0
     assert any(e["text"] == "" for e in read_json(out / "nbest_predictions.json")["v2-1-1"])
 
-    # Threshold below every null odds: every question answers "", so NoAns is all right and HasAns all wrong.
-    out = tmp_path / "none"
-    run_recipe(TASK, *common, "--output_dir", out, "--null_score_diff_threshold=-1e9")
-    results = read_json(out / "all_results.json")
-    assert results["eval_NoAns_exact"] == 100 and results["eval_HasAns_f1"] == 0 and results["eval_f1"] == 50
-    assert set(read_json(out / "predictions.json").values()) == {""}
+
+
+def test_null_score_threshold_decides_no_answer():
+    """v2.0: answer "" when the null ([CLS]) score beats the best span by more than the threshold; the
+    null score of a question is the smallest over its windows."""
+    tokenizer = AutoTokenizer.from_pretrained(modeling.default_model_path())
+    row = _long_rows(1)[0]
+    windows = _windows(tokenizer, [row], 48, 8)
+    width = max(len(w) for w in windows["input_ids"])
+    start_logits, end_logits = np.zeros((2, width)), np.zeros((2, width))
+    start, end = windows[1]["start_positions"], windows[1]["end_positions"]
+    start_logits[1, start], end_logits[1, end] = 2.0, 2.0  # best span: 4
+    start_logits[:, 0], end_logits[:, 0] = [4.0, 3.0], [4.0, 3.0]  # null: min(8, 6) = 6, so null odds = 6 - 4 = 2
+    for threshold, expected in ((0.0, ""), (1.99, ""), (2.0, row["answers"]["text"][0])):
+        texts, null_odds, nbest = span_extraction.extract_answers(
+            (start_logits, end_logits), windows, [row["context"]], ["q"], version_2=True,
+            null_score_diff_threshold=threshold, with_nbest=True)
+        assert null_odds == {"q": 2.0} and texts == {"q": expected}
+    assert nbest["q"][0]["text"] == "" and nbest["q"][0]["score"] == 6.0 and nbest["q"][0]["probability"] > 0.5
 
 
 def test_flat_files_other_column_names_and_lora(tiny_model, tmp_path):
