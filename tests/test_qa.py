@@ -59,6 +59,20 @@ def test_answer_only_in_second_window_points_at_cls_in_the_first():
     assert sum(e["probability"] for e in nbest["q"]) == pytest.approx(1.0)
 
 
+def test_left_padding_tokenizer_puts_the_context_first():
+    tokenizer = AutoTokenizer.from_pretrained(modeling.default_model_path())
+    tokenizer.padding_side = "left"
+    row = _long_rows(1)[0]
+    windows = _windows(tokenizer, [row], 48, 8)
+    assert len(windows) == 2
+    tokens = tokenizer.convert_ids_to_tokens(windows[1]["input_ids"])
+    question_start = len(tokens) - 1 - tokens[::-1].index("[SEP]", 1)  # the second [SEP] from the end
+    assert tokenizer.convert_tokens_to_string(tokens[question_start + 1:-1]) == row["question"].lower()
+    start, end = windows[1]["start_positions"], windows[1]["end_positions"]
+    offsets = windows[1]["offset_mapping"]
+    assert row["context"][offsets[start][0]:offsets[end][1]] == row["answers"]["text"][0]
+
+
 def test_span_search_respects_max_answer_length_and_context():
     tokenizer = AutoTokenizer.from_pretrained(modeling.default_model_path())
     row = _long_rows(1)[0]
