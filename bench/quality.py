@@ -1,7 +1,8 @@
 """Quality runs on real public data (../shared/data): full training with the default model.
 
-    python bench/quality.py                 # SST-2, RTE and CoNLL-2003
+    python bench/quality.py                 # every run below
     python bench/quality.py conll2003       # one of them
+    python bench/quality.py squad           # extractive QA (F1/EM); squad_run_qa_defaults: HF run_qa's settings
 
 Each run's metrics, wall time and peak memory go to bench/results.md (and bench/out/<name>/).
 """
@@ -18,6 +19,8 @@ RUNS = {  # name: (recipe, config, metric shown)
     "sst2": ("text_classification", "bench/configs/sst2.yaml", "eval_accuracy"),
     "rte": ("nli", "bench/configs/rte.yaml", "eval_accuracy"),
     "conll2003": ("ner", "bench/configs/conll2003.yaml", "predict_f1"),  # entity F1 on the test set
+    "squad": ("qa", "bench/configs/squad.yaml", "eval_f1"),
+    "squad_run_qa_defaults": ("qa", "bench/configs/squad_run_qa_defaults.yaml", "eval_f1"),
 }
 
 
@@ -29,7 +32,9 @@ def run(name):
     wall = time.time() - start
     peak_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
     results = json.loads((ROOT / "bench/out" / name / "all_results.json").read_text())
-    return (f"| {name} | `python {' '.join(command[1:])}` | {results[metric]:.4f}{'' if metric == 'eval_accuracy' else f' ({metric})'} | "
+    score = (f"{results[metric]:.4f}" if metric == "eval_accuracy" else f"{results[metric]:.4f} ({metric})"
+             if metric != "eval_f1" else f"F1 {results[metric]:.1f}, EM {results['eval_exact_match']:.1f}")  # QA
+    return (f"| {name} | `python {' '.join(command[1:])}` | {score} | "
             f"{results['train_samples']} x {results['epoch']:.0f} ep | {wall / 60:.1f} min | "
             f"{results['train_samples_per_second']:.0f} | {peak_gib:.1f} GiB | {machine()} |")
 

@@ -1,10 +1,15 @@
 """Raw data: a Hub dataset or local csv/tsv/json/jsonl/parquet files, checked before any work is done.
 
+A `.json` file in the official SQuAD shape (`data[].paragraphs[].qas[]`, v1.1 or v2.0) is read as one
+row per question: id, title, context, question, answers {text: [...], answer_start: [...]}, the
+columns of the Hub's `squad` and `squad_v2`.
+
 Splits are named `train`, one name per evaluation set (`validation` when there is one, the file
 stems or Hub split names when there are several) and `test`, in that order.
 """
 import codecs
 import csv
+import json
 import os
 from dataclasses import dataclass, field
 from typing import NamedTuple, Optional
@@ -86,7 +91,8 @@ def load(cfg, conll: Optional[ConllColumns] = None) -> RawData:
 def tokenize(raw: RawData, encode, cfg, desc="tokenizing", with_indices=False) -> DatasetDict:
     """Batched `encode` over every split, replacing the raw columns; the main process goes first so
     the others reuse its cache under `accelerate launch`. with_indices: encode(batch, row_indices), for
-    encoders that emit several features per example and must say which example each came from."""
+    encoders that emit several features per example (NER and QA windows) and must say which example each
+    came from."""
     with cfg.training.main_process_first(desc=desc):
         return DatasetDict({name: ds.map(encode, batched=True, remove_columns=ds.column_names,
                                          with_indices=with_indices,
@@ -140,6 +146,8 @@ def read_file(path: str, flag: str = "file", conll: Optional[ConllColumns] = Non
         _check_utf8(path, flag)
     if ext in CONLL_EXTENSIONS:
         return read_conll(path, flag, conll)
+    if ext == ".json" and (nested := _read_nested_squad(path, flag)) is not None:
+        return nested
     # TSV files such as GLUE's contain bare quotes: read them verbatim.
     options = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if ext == ".tsv" else {}
     try:
@@ -187,6 +195,46 @@ def read_conll(path: str, flag: str, columns: ConllColumns) -> datasets.Dataset:
     if width > 1:
         table[columns.tags] = [t for _, t in sentences]
     return datasets.Dataset.from_dict(table)
+
+
+SQUAD_FEATURES = datasets.Features({
+    "id": datasets.Value("string"), "title": datasets.Value("string"), "context": datasets.Value("string"),
+    "question": datasets.Value("string"),
+    "answers": {"text": datasets.List(datasets.Value("string")), "answer_start": datasets.List(datasets.Value("int32"))},
+})
+
+
+def _read_nested_squad(path, flag):
+    """The rows of an official SQuAD file, or None when the file has another shape (JSON lines, a list
+    of records...). Only a file that starts with '{' is parsed here: JSON lines fail fast on line 2."""
+    with open(path, encoding="utf-8") as fh:
+        if fh.read(1) != "{":
+            return None
+        fh.seek(0)
+        try:
+            document = json.load(fh)
+        except json.JSONDecodeError:
+            return None
+    articles = document.get("data") if isinstance(document, dict) else None
+    if not (isinstance(articles, list) and articles and isinstance(articles[0], dict) and "paragraphs" in articles[0]):
+        return None
+    rows = []
+    try:
+        for article in articles:
+            for paragraph in article["paragraphs"]:
+                for qa in paragraph["qas"]:
+                    # v2.0 unanswerable questions have answers [] (plausible_answers are not gold).
+                    answers = [] if qa.get("is_impossible") else qa.get("answers", [])
+                    rows.append({"id": str(qa["id"]), "title": article.get("title", ""), "context": paragraph["context"],
+                                 "question": qa["question"],
+                                 "answers": {"text": [a["text"] for a in answers],
+                                             "answer_start": [a["answer_start"] for a in answers]}})
+    except (KeyError, TypeError) as err:
+        raise UserError(f"--{flag} {path}: SQuAD-shaped file (data[].paragraphs[].qas[]) with a malformed entry "
+                        f"near question {len(rows) + 1}: missing or wrong field {err}") from None
+    if not rows:
+        raise UserError(f"--{flag} {path}: file has no rows (no questions under data[].paragraphs[].qas[])")
+    return datasets.Dataset.from_list(rows, features=SQUAD_FEATURES)
 
 
 def _check_utf8(path, flag):

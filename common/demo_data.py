@@ -1,6 +1,6 @@
 """Small demo datasets the project generates itself, so every recipe runs offline on a fresh clone.
 
-    python -m common.demo_data demo_data      # writes demo_data/{sentiment/*.csv, nli/*.jsonl, ner/*.jsonl}
+    python -m common.demo_data demo_data      # demo_data/{sentiment/*.csv, nli/*.jsonl, ner/*.jsonl, qa/*}
 
 They are templated English, easy by design: they show a recipe learning end to end, not a benchmark
 (the README's numbers come from real data).
@@ -82,6 +82,43 @@ def nli_rows(n, rng):
     return rows
 
 
+NAMES = ["Alice", "Bruno", "Chen", "Dara", "Emeka", "Farah", "Goran", "Hana", "Ivo", "Jonas", "Kemal", "Lena",
+         "Mateo", "Nadia", "Omar", "Priya", "Quinn", "Rosa", "Sven", "Tariq"]
+CITIES = ["Lisbon", "Nairobi", "Osaka", "Quito", "Tallinn", "Hanoi", "Lima", "Dakar", "Oslo", "Perth", "Tunis",
+          "Bergen", "Cusco", "Graz", "Turin", "Kyoto"]
+JOBS = ["baker", "pilot", "nurse", "carpenter", "teacher", "chemist", "gardener", "architect", "violinist", "judge"]
+FILLER = ["The weather that year was mild.", "Many visitors came to the old market.", "The river flooded twice.",
+          "A new bridge opened in the spring.", "Local newspapers covered the harvest festival."]
+
+
+def qa_rows(n, rng, prefix, filler_sentences=(0, 2)):
+    """Short biographies; each question asks for one fact (where born, which year, what job). Every
+    fact sits at a known character offset, so answer_start is exact."""
+    rows = []
+    for i in range(n):
+        name, city, job, year = rng.choice(NAMES), rng.choice(CITIES), rng.choice(JOBS), str(rng.randint(1900, 2010))
+        facts = {"city": f"{name} was born in {city}.", "year": f"{name} moved abroad in {year}.",
+                 "job": f"{name} worked as a {job} for many years."}
+        sentences = list(facts.values()) + rng.sample(FILLER, rng.randint(*filler_sentences))
+        rng.shuffle(sentences)
+        context = " ".join(sentences)
+        kind = rng.choice(list(facts))
+        question, answer = {"city": (f"Where was {name} born?", city), "year": (f"When did {name} move abroad?", year),
+                            "job": (f"What did {name} work as?", job)}[kind]
+        start = context.index(facts[kind]) + facts[kind].index(answer)
+        rows.append({"id": f"{prefix}{i}", "question": question, "context": context,
+                     "answers": {"text": [answer], "answer_start": [start]}})
+    return rows
+
+
+def squad_json(rows, title="demo"):
+    """Flat rows in the official SQuAD v1.1 shape: data[].paragraphs[].qas[]."""
+    return {"version": "1.1", "data": [{"title": title, "paragraphs": [
+        {"context": r["context"], "qas": [{"id": r["id"], "question": r["question"], "answers": [
+            {"text": t, "answer_start": s} for t, s in zip(r["answers"]["text"], r["answers"]["answer_start"])]}]}
+        for r in rows]}]}
+
+
 def write(out_dir, seed=0):
     rng = random.Random(seed)
     os.makedirs(os.path.join(out_dir, "sentiment"), exist_ok=True)
@@ -98,6 +135,12 @@ def write(out_dir, seed=0):
     for split, n in (("train", 400), ("validation", 100), ("test", 100)):
         with open(os.path.join(out_dir, "ner", f"{split}.jsonl"), "w") as fh:
             fh.writelines(json.dumps(row) + "\n" for row in ner_rows(n, rng))
+    os.makedirs(os.path.join(out_dir, "qa"), exist_ok=True)  # SQuAD JSON for train/dev, JSON lines for test
+    for split, n in (("train", 400), ("dev", 100)):
+        with open(os.path.join(out_dir, "qa", f"{split}.json"), "w") as fh:
+            json.dump(squad_json(qa_rows(n, rng, f"{split}-")), fh)
+    with open(os.path.join(out_dir, "qa", "test.jsonl"), "w") as fh:
+        fh.writelines(json.dumps(row) + "\n" for row in qa_rows(100, rng, "test-"))
     return out_dir
 
 

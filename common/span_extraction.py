@@ -1,0 +1,250 @@
+"""Extractive QA over contexts longer than the model: overlapping windows with offset mappings on the
+way in, one answer span per example from the logits of all its windows on the way out.
+
+Every window keeps `example_index` (its example's row), `offset_mapping` (character span of each token,
+[-1, -1] outside the context, so a span can only be chosen inside the context) and `cls_index` (the
+"no answer" position). Windows of labelled rows carry start/end positions at evaluation time too, so
+the evaluation loss is reported; a window that does not hold the whole answer points at CLS.
+"""
+import logging
+import os
+
+import numpy as np
+
+from common import artifacts, squad
+from common.data import TEST
+from common.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+
+def check_windows_fit(tokenizer, raw, question_column, max_seq_length, doc_stride):
+    """Before any tokenizing of contexts: a window holds the question, the special tokens and a slice of
+    context that must be longer than the stride, or windows could not advance."""
+    if max_seq_length > tokenizer.model_max_length:
+        raise UserError(f"--max_seq_length {max_seq_length} is longer than the model accepts "
+                        f"({tokenizer.model_max_length}); use at most {tokenizer.model_max_length}")
+    if doc_stride < 0:
+        raise UserError(f"--doc_stride must be 0 or more, got {doc_stride}")
+    longest, where = 0, ""
+    for split, ds in raw.splits.items():
+        questions = [q.lstrip() for q in ds[question_column]]
+        lengths = [len(ids) for ids in tokenizer(questions, add_special_tokens=False)["input_ids"]]
+        row = int(np.argmax(lengths))
+        if lengths[row] > longest:
+            longest, where = lengths[row], f"{raw.sources[split]} row {row + 1}"
+    specials = tokenizer.num_special_tokens_to_add(pair=True)
+    room = max_seq_length - longest - specials
+    if room <= 0:
+        raise UserError(f"--max_seq_length {max_seq_length} leaves no room for context: the longest question "
+                        f"({longest} tokens, {where}) and {specials} special tokens fill it; raise --max_seq_length "
+                        f"above {longest + specials + doc_stride}")
+    if doc_stride >= room:
+        raise UserError(f"--doc_stride {doc_stride} does not fit: with --max_seq_length {max_seq_length}, the longest "
+                        f"question ({longest} tokens, {where}) and {specials} special tokens leave {room} context "
+                        f"tokens per window; use --doc_stride {room - 1} or less, or raise --max_seq_length")
+
+
+def window_encoder(tokenizer, question_column, context_column, answer_column, max_seq_length, doc_stride):
+    """A batched `map(..., with_indices=True)` function: each example becomes one window or more.
+    The question goes on the side the tokenizer does not pad (question first when it pads on the right)."""
+    context_first = tokenizer.padding_side == "left"
+    context_sequence = 0 if context_first else 1
+
+    def encode(batch, indices):
+        questions = [q.lstrip() for q in batch[question_column]]  # leading spaces would waste tokens
+        pair = (batch[context_column], questions) if context_first else (questions, batch[context_column])
+        enc = tokenizer(*pair, truncation="only_first" if context_first else "only_second", max_length=max_seq_length,
+                        stride=doc_stride, return_overflowing_tokens=True, return_offsets_mapping=True)
+        sample = enc.pop("overflow_to_sample_mapping")
+        labelled = answer_column is not None and answer_column in batch
+        columns = {"example_index": [], "cls_index": [], **({"start_positions": [], "end_positions": []}
+                                                          if labelled else {})}
+        for j, offsets in enumerate(enc["offset_mapping"]):
+            sequence_ids = enc.sequence_ids(j)
+            offsets = [list(o) if s == context_sequence else [-1, -1] for o, s in zip(offsets, sequence_ids)]
+            enc["offset_mapping"][j] = offsets
+            ids = enc["input_ids"][j]
+            cls = ids.index(tokenizer.cls_token_id) if tokenizer.cls_token_id in ids else 0
+            columns["example_index"].append(indices[sample[j]])
+            columns["cls_index"].append(cls)
+            if labelled:
+                start, end = _answer_tokens(offsets, batch[answer_column][sample[j]], batch[context_column][sample[j]])
+                columns["start_positions"].append(cls if start is None else start)
+                columns["end_positions"].append(cls if end is None else end)
+        enc.update(columns)
+        return enc
+    return encode
+
+
+def _answer_tokens(offsets, answers, context):
+    """Token span of the first gold answer when this window holds all of it, else (None, None)."""
+    texts, starts = squad.answers_of(answers)
+    if not texts or not texts[0] or context[starts[0]:starts[0] + len(texts[0])] != texts[0]:
+        return None, None
+    first_char, last_char = starts[0], starts[0] + len(texts[0])
+    inside = [k for k, (a, _) in enumerate(offsets) if a >= 0]
+    if not inside or offsets[inside[0]][0] > first_char or offsets[inside[-1]][1] < last_char:
+        return None, None
+    start = max(k for k in inside if offsets[k][0] <= first_char)
+    end = min(k for k in inside if offsets[k][1] >= last_char)
+    return start, end
+
+
+def best_spans(start_logits, end_logits, windows, num_examples, n_best_size, max_answer_length):
+    """The n_best highest-scoring spans of each example over all its windows, vectorised over windows.
+    windows: columns example_index, offset_mapping, cls_index. Returns per-window-flattened candidate
+    arrays sorted by (example, score descending): example, window, start token, end token, score; and the
+    null score of each example (the smallest CLS score over its windows, as in HF's run_qa)."""
+    n_windows, width = start_logits.shape
+    offsets = np.full((n_windows, width, 2), -1, dtype=np.int64)
+    for j, window_offsets in enumerate(windows["offset_mapping"]):
+        offsets[j, :len(window_offsets)] = window_offsets[:width]
+    in_context = offsets[:, :, 0] >= 0
+    starts = np.where(in_context, start_logits, -np.inf)
+    ends = np.where(in_context, end_logits, -np.inf)
+
+    k = min(n_best_size, width)  # candidates: the k best starts x the k best ends of each window
+    top_start = np.argpartition(-starts, k - 1, axis=1)[:, :k]
+    top_end = np.argpartition(-ends, k - 1, axis=1)[:, :k]
+    scores = (np.take_along_axis(starts, top_start, 1)[:, :, None] + np.take_along_axis(ends, top_end, 1)[:, None, :])
+    length = top_end[:, None, :] - top_start[:, :, None] + 1
+    scores = np.where((length >= 1) & (length <= max_answer_length), scores, -np.inf).reshape(n_windows, k * k)
+    keep = np.argpartition(-scores, min(n_best_size, k * k) - 1, axis=1)[:, :n_best_size]
+
+    window = np.repeat(np.arange(n_windows), keep.shape[1])
+    flat = keep.ravel()
+    candidate = {"window": window, "start": top_start[window, flat // k], "end": top_end[window, flat % k],
+                 "score": scores[window, flat]}
+    candidate["example"] = np.asarray(windows["example_index"])[window]
+    order = np.lexsort((-candidate["score"], candidate["example"]))
+    candidate = {name: values[order] for name, values in candidate.items()}
+    finite = np.isfinite(candidate["score"])
+    group_start = np.searchsorted(candidate["example"], candidate["example"], side="left")
+    rank = np.arange(len(order)) - group_start
+    candidate = {name: values[finite & (rank < n_best_size)] for name, values in candidate.items()}
+
+    cls = np.asarray(windows["cls_index"])
+    window_null = start_logits[np.arange(n_windows), cls] + end_logits[np.arange(n_windows), cls]
+    null = np.full(num_examples, np.inf)
+    np.minimum.at(null, np.asarray(windows["example_index"]), window_null)
+    return candidate, offsets, null
+
+
+def extract_answers(predictions, windows, contexts, ids, n_best_size=20, max_answer_length=30, version_2=False,
+                    null_score_diff_threshold=0.0, with_nbest=False):
+    """Window logits -> id -> answer text; id -> null odds (v2.0: null score minus best span score; the
+    answer is "" when it exceeds the threshold); id -> n-best list with probabilities (with_nbest)."""
+    start_logits, end_logits = (np.asarray(p, dtype=np.float64) for p in predictions[:2])
+    columns = windows.select_columns(["example_index", "offset_mapping", "cls_index"])[:]
+    candidate, offsets, null = best_spans(start_logits, end_logits, columns, len(ids), n_best_size, max_answer_length)
+    first = np.searchsorted(candidate["example"], np.arange(len(ids)), side="left")
+    last = np.searchsorted(candidate["example"], np.arange(len(ids)), side="right")
+
+    def span_text(i, c):
+        w = candidate["window"][c]
+        return contexts[i][offsets[w, candidate["start"][c], 0]:offsets[w, candidate["end"][c], 1]]
+
+    texts, null_odds, nbest = {}, {}, {}
+    for i, qid in enumerate(ids):
+        found = first[i] < last[i]  # no candidate: no context token fits (empty context)
+        texts[qid] = span_text(i, first[i]) if found else ""
+        if version_2:
+            null_odds[qid] = float(null[i] - candidate["score"][first[i]]) if found else float("inf")
+            if null_odds[qid] > null_score_diff_threshold:
+                texts[qid] = ""
+        if with_nbest:
+            entries = [{"text": span_text(i, c), "score": float(candidate["score"][c]),
+                        "start_logit": float(start_logits[candidate["window"][c], candidate["start"][c]]),
+                        "end_logit": float(end_logits[candidate["window"][c], candidate["end"][c]])}
+                       for c in range(first[i], last[i])]
+            if version_2:
+                entries = sorted(entries + [{"text": "", "score": float(null[i])}], key=lambda e: -e["score"])
+            scores = np.array([e["score"] for e in entries])
+            probabilities = np.exp(scores - scores.max()) / np.exp(scores - scores.max()).sum() if entries else []
+            for entry, p in zip(entries, probabilities):
+                entry["probability"] = float(p)
+            nbest[qid] = entries
+    return texts, (null_odds if version_2 else None), nbest
+
+
+def answer(model_dir, questions, contexts, max_seq_length=384, doc_stride=128, batch_size=32, **options):
+    """Answer questions with a trained output directory, exactly as evaluation does: same windows, same
+    span search. transformers 5 removed pipeline("question-answering"); this takes its place.
+    options: n_best_size, max_answer_length, version_2, null_score_diff_threshold. Returns the texts."""
+    import datasets
+    import torch
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer, DataCollatorWithPadding
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForQuestionAnswering.from_pretrained(model_dir).eval()
+    examples = datasets.Dataset.from_dict({"question": list(questions), "context": list(contexts)})
+    windows = examples.map(window_encoder(tokenizer, "question", "context", None, max_seq_length, doc_stride),
+                           batched=True, with_indices=True, remove_columns=examples.column_names)
+    inputs = windows.remove_columns(["example_index", "offset_mapping", "cls_index"])
+    collate, width = DataCollatorWithPadding(tokenizer), max(len(ids) for ids in inputs["input_ids"])
+    starts, ends = [], []
+    with torch.no_grad():
+        for i in range(0, len(inputs), batch_size):
+            batch = collate([inputs[j] for j in range(i, min(i + batch_size, len(inputs)))])
+            out = model(**batch)
+            pad = width - out.start_logits.shape[1]  # same layout as the Trainer's gathered logits
+            starts.append(torch.nn.functional.pad(out.start_logits, (0, pad), value=-100))
+            ends.append(torch.nn.functional.pad(out.end_logits, (0, pad), value=-100))
+    ids = [str(i) for i in range(len(examples))]
+    texts, _, _ = extract_answers((torch.cat(starts).numpy(), torch.cat(ends).numpy()), windows,
+                                  examples["context"], ids, **options)
+    return [texts[i] for i in ids]
+
+
+class SpanScorer:
+    """compute_metrics(eval_prediction, windows) and write_predictions(...) for the Trainer: maps window
+    logits back to example answers, scores them with the official SQuAD semantics, writes the files."""
+
+    def __init__(self, raw, encoded, question_column, context_column, answer_column, n_best_size=20,
+                 max_answer_length=30, version_2=False, null_score_diff_threshold=0.0):
+        self.windows = {name: encoded[name] for name in raw.splits}
+        self.question_column, self.context_column, self.answer_column = question_column, context_column, answer_column
+        self.options = {"n_best_size": n_best_size, "max_answer_length": max_answer_length, "version_2": version_2,
+                        "null_score_diff_threshold": null_score_diff_threshold}
+        self.raw = raw
+
+    def _answers(self, predictions, windows, raw_split, with_nbest=False):
+        return extract_answers(predictions, windows, raw_split[self.context_column], squad.example_ids(raw_split),
+                               with_nbest=with_nbest, **self.options)
+
+    def _golds(self, raw_split):
+        if self.answer_column not in raw_split.column_names:
+            return None
+        return {qid: squad.answers_of(value)[0]
+                for qid, value in zip(squad.example_ids(raw_split), raw_split[self.answer_column])}
+
+    def compute_metrics(self, eval_prediction, windows):
+        """The Trainer passes the windows it scored; their raw split holds the gold answers."""
+        name = next((n for n, w in self.windows.items() if w is windows), None)
+        if name is None:
+            raise RuntimeError("SpanScorer: the dataset being scored is not one of the encoded splits")
+        raw_split = self.raw.splits[name]
+        texts, null_odds, _ = self._answers(eval_prediction.predictions, windows, raw_split)
+        golds = self._golds(raw_split)
+        return squad.score(texts, golds, null_odds) if golds is not None else {}
+
+    def write_predictions(self, split, output, raw_split, output_dir):
+        """[<split>_]predictions.json (id -> text), nbest_predictions.json, null_odds.json (v2.0) and
+        predictions.jsonl (id, question, prediction, gold answers when known); no prefix for test."""
+        texts, null_odds, nbest = self._answers(output.predictions, self.windows[split], raw_split, with_nbest=True)
+        golds = self._golds(raw_split)
+        prefix = "" if split == TEST else f"{split}_"
+        path = lambda name: os.path.join(output_dir, f"{prefix}{name}")  # noqa: E731
+        artifacts.write_json(path("predictions.json"), texts)
+        artifacts.write_json(path("nbest_predictions.json"), nbest)
+        if null_odds is not None:
+            artifacts.write_json(path("null_odds.json"), null_odds)
+        rows = []
+        for question, (qid, text) in zip(raw_split[self.question_column], texts.items()):
+            row = {"id": qid, "question": question, "prediction": text}
+            if null_odds is not None:
+                row["null_odds"] = null_odds[qid]
+            if golds is not None:
+                row["answers"] = golds[qid]
+            rows.append(row)
+        artifacts.write_jsonl(path("predictions.jsonl"), rows)

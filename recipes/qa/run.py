@@ -1,0 +1,83 @@
+"""Extractive question answering: fine-tune a pre-trained encoder to point at the answer span in a context.
+
+SQuAD v1.1 and v2.0 (unanswerable questions): official SQuAD JSON files, flat json/jsonl/csv/parquet
+rows (id, question, context, answers {text, answer_start}) or a Hub dataset (squad, squad_v2). Contexts
+longer than --max_seq_length are read in overlapping windows (--doc_stride); the answer is the best
+span over all windows of a question.
+
+    python recipes/qa/run.py recipes/qa/config.yaml
+    python recipes/qa/run.py --dataset_name rajpurkar/squad_v2 --do_train --do_eval --output_dir out
+"""
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+sys.path.insert(0, next(str(p) for p in Path(__file__).resolve().parents if (p / "common").is_dir()))
+
+from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding  # noqa: E402
+
+from common import args, classification, collators, data, modeling, span_extraction, squad, training  # noqa: E402
+from common.errors import exits_cleanly  # noqa: E402
+
+
+@dataclass
+class QaArguments(args.DataArguments):
+    question_column_name: str = "question"
+    context_column_name: str = "context"
+    answer_column_name: str = field(
+        default="answers", metadata={"help": "{text: [...], answer_start: [...]} per row (a JSON string in CSV)."})
+    max_seq_length: int = field(default=384, metadata={"help": "Tokens per window: question + context slice."})
+    doc_stride: int = field(default=128, metadata={"help": "Context tokens shared by consecutive windows."})
+    n_best_size: int = field(default=20, metadata={"help": "Candidate spans kept per question (nbest file)."})
+    max_answer_length: int = field(default=30, metadata={"help": "Longest answer, in tokens."})
+    version_2_with_negative: Optional[bool] = field(
+        default=None, metadata={"help": "SQuAD v2.0: questions may have no answer. Default: true when some "
+                                        "labelled question has no answer."})
+    null_score_diff_threshold: float = field(
+        default=0.0, metadata={"help": "v2.0: answer '' when the null score beats the best span by more than "
+                                       "this (the best value on your dev set is reported as best_f1_thresh)."})
+    pad_to_max_length: bool = field(
+        default=False, metadata={"help": "Pad every window to max_seq_length (HF run_qa's default; slower) "
+                                         "instead of each batch to its longest."})
+
+
+@exits_cleanly
+def main():
+    cfg = args.parse(QaArguments)
+    d = cfg.data
+    q, c, a = d.question_column_name, d.context_column_name, d.answer_column_name
+
+    # Data: checked before anything is written. Answers whose answer_start misses their text are reported
+    # and left out of training.
+    raw = data.load(cfg)
+    raw.require_columns({q: "question_column_name", c: "context_column_name", a: "answer_column_name"},
+                        optional_in_test=[a])
+    classification.check_texts(raw, [q, c])
+    squad.check_examples(raw, a)
+    version_2 = squad.has_unanswerable(raw, a) if d.version_2_with_negative is None else d.version_2_with_negative
+    squad.drop_mismatched_answers(raw, c, a)
+
+    # Tokenize: each question with overlapping windows of its context; the stride is checked first.
+    tokenizer = modeling.load_tokenizer(cfg.model)
+    span_extraction.check_windows_fit(tokenizer, raw, q, d.max_seq_length, d.doc_stride)
+    encoded = data.tokenize(raw, span_extraction.window_encoder(tokenizer, q, c, a, d.max_seq_length, d.doc_stride),
+                            cfg, desc="windowing", with_indices=True)
+
+    # Model: pre-trained encoder + a fresh start/end head (qa_outputs; trained in full under --lora).
+    config = modeling.load_config(cfg.model)
+    make_model = lambda model_args: modeling.load_model(  # noqa: E731  (per trial under --hpo_trials)
+        model_args, AutoModelForQuestionAnswering, config, "QUESTION_ANS")
+    collator = (DataCollatorWithPadding(tokenizer, padding="max_length", max_length=d.max_seq_length)
+                if d.pad_to_max_length else collators.dynamic_padding(tokenizer, cfg.training))
+
+    # Windows' logits back to one answer per question, scored with the official SQuAD semantics.
+    scorer = span_extraction.SpanScorer(raw, encoded, q, c, a, d.n_best_size, d.max_answer_length, version_2,
+                                        d.null_score_diff_threshold)
+    trainer = training.build_trainer(cfg, make_model, tokenizer, encoded, collator,
+                                     compute_metrics=scorer.compute_metrics, main_metric=("f1", True))
+    training.run(trainer, cfg, raw, encoded, scorer.write_predictions)
+
+
+if __name__ == "__main__":
+    main()
