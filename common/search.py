@@ -126,11 +126,17 @@ class SearchTrainerMixin:
     def train(self, resume_from_checkpoint=None, trial=None, **kwargs):
         if trial is None or self.hp_search_backend is None:
             return super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)
-        self.objective, started, outcome = None, time.time(), "pruned"
+        self.objective, started, outcome = None, time.time(), "failed"
         try:
             result = super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)
             outcome = "finished"
             return result
+        except optuna.TrialPruned:
+            outcome = "pruned"
+            raise
+        except SurplusTrial:
+            outcome = "not run (the study has its trials)"
+            raise
         finally:
             self.search.trial_ended(self, trial, outcome, time.time() - started)
 
@@ -166,6 +172,10 @@ class SearchTrainerMixin:
         self.hp_search_backend = None
 
 
+class SurplusTrial(Exception):
+    """A trial started by one worker while others had already started the study's last trials."""
+
+
 class Search:
     def __init__(self, cfg, space: SearchSpace):
         self.cfg, self.space, self.run_args = cfg, space, cfg.run
@@ -183,6 +193,19 @@ class Search:
             raise UserError(f"--hpo_metric: no '{self.metric}' among the evaluation results "
                             f"({', '.join(sorted(metrics))})")
         return metrics[self.metric]
+
+    def hp_space(self, trial) -> dict:
+        """The trial's TrainingArguments values, after making sure the trial belongs to the study's first
+        --hpo_trials (by number, which the storage hands out atomically). Workers that finish at the same
+        moment may both start one more trial; the later-numbered is failed as surplus before any training."""
+        if hasattr(trial, "study"):
+            earlier = [t for t in trial.study.get_trials(deepcopy=False, states=self.counted_states)
+                       if t.number < trial.number]
+            if len(earlier) >= self.run_args.hpo_trials:
+                trial.set_user_attr("surplus", True)
+                trial.study.stop()
+                raise SurplusTrial(f"the study had {self.run_args.hpo_trials} trials before this one")
+        return self.space.training_params(trial)
 
     def model_init(self, make_model):
         def model_init(trial=None):
@@ -210,8 +233,8 @@ class Search:
                     heartbeat_interval=interval, grace_period=2 * interval,
                     heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1))
             except Exception as err:  # noqa: BLE001  (SQLAlchemy raises many kinds for a bad URL)
-                if "already exists" in str(err) and attempt < 4:
-                    time.sleep(1)  # another worker is creating the same new storage's tables
+                if attempt < 4:  # e.g. another worker is creating the same new storage's tables
+                    time.sleep(1 + attempt)
                     continue
                 raise UserError(f"--hpo_storage {_without_password(url)}: cannot open it "
                                 f"({str(err).splitlines()[0]})") from None
@@ -223,11 +246,14 @@ class Search:
                     pruner=pruners[self.run_args.hpo_pruner](),
                     sampler=optuna.samplers.TPESampler(seed=self.run_args.hpo_seed))
 
-    def counted(self, study) -> int:
+    @property
+    def counted_states(self):
         """Trials that count towards --hpo_trials: finished, pruned and, where a heartbeat can tell live
         ones from those of a killed worker, running."""
-        states = COUNTED if self.heartbeat else COUNTED[:2]
-        return len(study.get_trials(deepcopy=False, states=states))
+        return COUNTED if self.heartbeat else COUNTED[:2]
+
+    def counted(self, study) -> int:
+        return len(study.get_trials(deepcopy=False, states=self.counted_states))
 
     # ---- per trial ----
     def trial_ended(self, trainer, trial, outcome, seconds):
@@ -275,9 +301,9 @@ def run(trainer, cfg) -> Optional[optuna.trial.FixedTrial]:
           flush=True)
     if remaining > 0:
         trainer.hyperparameter_search(
-            hp_space=search.space.training_params, compute_objective=search.objective, n_trials=remaining,
+            hp_space=search.hp_space, compute_objective=search.objective, n_trials=remaining,
             direction=study.direction.name.lower(), backend="optuna", timeout=cfg.run.hpo_timeout,
-            gc_after_trial=True, **search.study_kwargs(storage))
+            gc_after_trial=True, catch=(SurplusTrial,), **search.study_kwargs(storage))
     if trainer.args.world_size > 1:
         _broadcast(None)  # the search is over for the ranks following this one
     best = _report(study, search, cfg.training.output_dir)

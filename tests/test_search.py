@@ -115,10 +115,13 @@ def test_two_workers_on_one_storage_share_the_trials(tiny_model, demo_data, tmp_
     outputs = [w.communicate(timeout=900) for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
     trials = _study(storage).get_trials()
-    assert len(trials) == 4 and sorted(t.number for t in trials) == [0, 1, 2, 3]
-    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    finished = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(finished) == 4 and len({t.number for t in trials}) == len(trials)
+    # Workers finishing at the same moment may each start one more trial: it fails as surplus, untrained.
+    assert all(t.user_attrs.get("surplus") for t in trials if t not in finished)
+    assert sorted(t.number for t in finished) == sorted(t.number for t in trials)[:4]
     ran = [stdout.count("search: trial ") for stdout, _ in outputs]
-    assert sum(ran) == 4 and min(ran) >= 1  # both workers ran trials
+    assert min(ran) >= 1  # both workers ran trials
     # The last worker to finish trains the best model.
     assert any((tmp_path / name / "all_results.json").exists() for name in ("a", "b"))
 
@@ -165,3 +168,18 @@ def test_bad_search_settings_stop_before_writing(tiny_model, demo_data, tmp_path
     error = proc.stderr.strip().splitlines()[-1]
     assert error.startswith("error: ") and message in error, proc.stderr[-1000:]
     assert not out.exists()
+
+
+@pytest.mark.parametrize("task", ["ner", "qa"])
+def test_windowed_recipes_search_on_their_word_and_answer_metrics(tiny_model, demo_data, tmp_path, task):
+    """NER and QA score windows merged back to sentences/questions: the search optimises those scores."""
+    files = {"ner": ["ner/train.jsonl", "ner/validation.jsonl", "ner/test.jsonl"],
+             "qa": ["qa/train.json", "qa/dev.json", "qa/test.jsonl"]}[task]
+    out = tmp_path / "out"
+    run_recipe(task, f"recipes/{task}/config.yaml", "--model_name_or_path", tiny_model, "--output_dir", out,
+               "--train_file", demo_data / files[0], "--validation_file", demo_data / files[1], "--test_file", demo_data / files[2],
+               "--max_train_samples", "100", "--hpo_trials", "2", "--hpo_space", _space(tmp_path, num_train_epochs=[1]),
+               *FAST, "--save_strategy", "epoch")
+    best = read_json(out / "best_run.json")
+    assert best["metric"] == "eval_f1" and best["direction"] == "maximize"
+    assert read_json(out / "all_results.json")["eval_f1"] >= 0
