@@ -34,7 +34,9 @@ DEFAULT_SPACE = {
     "weight_decay": {"low": 0.0, "high": 0.1},
 }
 LORA_SPACE = {"lora_r": [4, 8, 16, 32], "lora_alpha": [8, 16, 32, 64], "lora_dropout": {"low": 0.0, "high": 0.2}}
-FREEZE_SPACE = {"freeze_encoder": [False, True]}
+# A frozen encoder leaves a small head to train, which wants a far larger learning rate: trials that
+# freeze draw it from frozen_learning_rate instead, or most of them would be wasted.
+FREEZE_SPACE = {"freeze_encoder": [False, True], "frozen_learning_rate": {"low": 1e-3, "high": 3e-2, "log": True}}
 # What make_model reads from ModelArguments, so what a trial may change about the model.
 MODEL_KEYS = ("lora_r", "lora_alpha", "lora_dropout", "freeze_encoder")
 COUNTED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.RUNNING)
@@ -50,7 +52,10 @@ class SearchSpace:
         training_keys = {f.name for f in dataclasses.fields(TrainingArguments)}
         self.spec, self.training_keys = spec, set()
         for name, value in spec.items():
-            if name in MODEL_KEYS:
+            if name == "frozen_learning_rate":
+                if "freeze_encoder" not in spec:
+                    raise UserError(f"{source}: 'frozen_learning_rate' goes with a 'freeze_encoder' choice")
+            elif name in MODEL_KEYS:
                 if name.startswith("lora_") and not cfg.model.lora:
                     raise UserError(f"{source}: '{name}' is searched but the model has no LoRA: add --lora")
             elif name in training_keys:
@@ -73,16 +78,21 @@ class SearchSpace:
     def suggest(self, trial) -> dict:
         """Every parameter, suggested in one place: the Trainer and make_model read the same trial."""
         params = {}
-        for name, spec in self.spec.items():
+        for name in sorted(self.spec, key=lambda key: key != "freeze_encoder"):  # freezing first: see below
+            spec, key = self.spec[name], name
+            if name == "frozen_learning_rate":
+                continue
+            if name == "learning_rate" and params.get("freeze_encoder") and "frozen_learning_rate" in self.spec:
+                spec, key = self.spec["frozen_learning_rate"], "frozen_learning_rate"
             if isinstance(spec, list):
-                params[name] = trial.suggest_categorical(name, spec)
+                params[name] = trial.suggest_categorical(key, spec)
             elif isinstance(spec, dict):
                 ints = all(isinstance(spec[k], int) and not isinstance(spec[k], bool) for k in ("low", "high"))
                 suggest = trial.suggest_int if ints else trial.suggest_float
-                params[name] = suggest(name, spec["low"], spec["high"], log=spec.get("log", False),
+                params[name] = suggest(key, spec["low"], spec["high"], log=spec.get("log", False),
                                        **({"step": spec["step"]} if "step" in spec else {}))
             else:
-                params[name] = trial.suggest_categorical(name, [spec])
+                params[name] = trial.suggest_categorical(key, [spec])
         return params
 
     def training_params(self, trial) -> dict:
@@ -339,7 +349,7 @@ def best_settings(cfg, trial):
 def _check_same_space(study, space):
     """A study resumed with another space would mix incomparable trials (and its best could not be trained)."""
     finished = study.get_trials(deepcopy=False, states=COUNTED[:2])
-    other = next((t for t in finished if set(t.params) != set(space.spec)), None)
+    other = next((t for t in finished if not set(t.params) <= set(space.spec)), None)
     if other is not None:
         raise UserError(f"--hpo_study_name {study.study_name}: the study's trials searched "
                         f"{sorted(other.params)}, this space searches {sorted(space.spec)}; choose a new "
