@@ -334,9 +334,13 @@ def run(trainer, cfg) -> Optional[optuna.trial.FixedTrial]:
 def _train_best_next(trainer, search):
     """trainer.train(trial=<the best, fixed>) then applies its parameters through transformers' own
     machinery (training arguments, batch size, model_init); its checkpoints go to output_dir itself."""
-    from transformers.trainer_utils import HPSearchBackend
+    from transformers.trainer_utils import HPSearchBackend, SaveStrategy
     trainer.hp_search_backend, trainer.hp_space = HPSearchBackend.OPTUNA, search.space.training_params
     trainer.compute_objective, trainer.hp_name = search.objective, lambda trial: ""
+    # The trial's value is its best evaluation: keep that model from the final run too, not the last one.
+    args = trainer.args
+    args.load_best_model_at_end, args.save_strategy = True, SaveStrategy(args.eval_strategy.value)
+    args.save_steps, args.save_total_limit = args.eval_steps, args.save_total_limit or 1
 
 
 def best_settings(cfg, trial):

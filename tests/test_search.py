@@ -64,7 +64,8 @@ def test_search_writes_reports_and_trains_the_best_again(tiny_model, demo_data, 
 
     # The best settings trained again, saved like a normal run; run_config.yaml repeats it without a search.
     results = read_json(out / "all_results.json")
-    assert results["hpo_best_trial"] == best["trial"] and "eval_accuracy" in results
+    assert results["hpo_best_trial"] == best["trial"]
+    assert results["eval_accuracy"] == pytest.approx(best["value"])  # the best checkpoint, as in its trial
     resolved = yaml.safe_load((out / "run_config.yaml").read_text())
     assert resolved["hpo_trials"] == 0
     assert resolved["learning_rate"] == pytest.approx(best["params"]["learning_rate"])
