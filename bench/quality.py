@@ -31,7 +31,9 @@ def run(name):
     subprocess.run(command, cwd=ROOT, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     wall = time.time() - start
     peak_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
-    results = json.loads((ROOT / "bench/out" / name / "all_results.json").read_text())
+    overrides = sys.argv[2:]
+    out = overrides[overrides.index("--output_dir") + 1] if "--output_dir" in overrides else f"bench/out/{name}"
+    results = json.loads((ROOT / out / "all_results.json").read_text())
     score = (f"{results[metric]:.4f}" if metric == "eval_accuracy" else f"{results[metric]:.4f} ({metric})"
              if metric != "eval_f1" else f"F1 {results[metric]:.1f}, EM {results['eval_exact_match']:.1f}")  # QA
     return (f"| {name} | `python {' '.join(command[1:])}` | {score} | "
