@@ -17,8 +17,46 @@ REGRESSION = "regression"
 PROBLEM_TYPES = (SINGLE, MULTI, REGRESSION)
 
 
+class LabelNames:
+    """Names in id order, as a model config wants them (pipeline() shows them). Shared by LabelSet and
+    common.tagging.TagSet."""
+    names: list
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.names)
+
+    @property
+    def id2label(self) -> dict:
+        return dict(enumerate(self.names))
+
+    @property
+    def label2id(self) -> dict:
+        return {name: i for i, name in enumerate(self.names)}
+
+
+def require_known(raw, keys_by_split: dict, allowed, column, noun="label"):
+    """Every split's labels are in --label_list."""
+    for split, keys in keys_by_split.items():
+        unknown = sorted(set(keys) - set(allowed))
+        if unknown:
+            raise UserError(f"{raw.sources[split]}: {noun}(s) {_show(unknown)} in column '{column}' are "
+                            f"not in --label_list; add them or fix the data")
+
+
+def require_seen_in_train(raw, keys_by_split: dict, noun="label"):
+    """--strict_labels: no evaluation/test label that train never shows."""
+    if "train" not in keys_by_split:
+        return
+    for split, keys in keys_by_split.items():
+        unseen = sorted(set(keys) - set(keys_by_split["train"]))
+        if unseen:
+            raise UserError(f"{raw.sources[split]}: {noun}(s) {_show(unseen)} never occur in the train "
+                            f"split (--strict_labels); fix the data or drop --strict_labels")
+
+
 @dataclass
-class LabelSet:
+class LabelSet(LabelNames):
     names: list
     problem_type: str = SINGLE
     ids_given: bool = False  # a Hub ClassLabel column already holds ids
@@ -45,32 +83,15 @@ class LabelSet:
 
         keys = {split: _keys(vs, problem_type == MULTI) for split, vs in values.items()}
         if label_list:
-            allowed = {label_key(v) for v in label_list}
-            for split, ks in keys.items():
-                unknown = sorted(ks - allowed)
-                if unknown:
-                    raise UserError(f"{raw.sources[split]}: label(s) {_show(unknown)} in column '{column}' are "
-                                    f"not in --label_list; add them or fix the data")
+            require_known(raw, keys, {label_key(v) for v in label_list}, column)
             return cls([label_key(v) for v in label_list], problem_type)
-        if strict and "train" in keys:
-            for split, ks in keys.items():
-                unseen = sorted(ks - keys["train"])
-                if unseen:
-                    raise UserError(f"{raw.sources[split]}: label(s) {_show(unseen)} never occur in the train "
-                                    f"split (--strict_labels); fix the data or drop --strict_labels")
+        if strict:
+            require_seen_in_train(raw, keys)
         return cls(_ordered(set().union(*keys.values())), problem_type)
 
     @property
     def num_labels(self) -> int:
         return 1 if self.problem_type == REGRESSION else len(self.names)
-
-    @property
-    def id2label(self) -> dict:
-        return dict(enumerate(self.names))
-
-    @property
-    def label2id(self) -> dict:
-        return {name: i for i, name in enumerate(self.names)}
 
     def encode(self, value):
         """One raw label as a model target: class id, multi-hot floats or a float score."""

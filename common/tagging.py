@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from datasets import ClassLabel, List, Sequence
 
-from common import artifacts
-from common.data import TEST, TRAIN
+from common import artifacts, labels
+from common.data import TEST
 from common.errors import UserError
 from common.labels import SINGLE
 
@@ -32,7 +32,7 @@ def _split(tag):
 
 
 @dataclass
-class TagSet:
+class TagSet(labels.LabelNames):
     names: list
     scheme: str  # of the tags after reading: IOB2 (IOB1 is converted) or BIOES
     problem_type: str = SINGLE  # what common.modeling.load_config writes into the model config
@@ -59,36 +59,16 @@ class TagSet:
             scheme = _detect_scheme([s for sentences in tags.values() for s in sentences])
         _check_or_repair(raw, tags, column, scheme)
         seen = {split: {t for s in sentences for t in s} for split, sentences in tags.items()}
-        if strict and TRAIN in seen:
-            for split, names in seen.items():
-                unseen = sorted(names - seen[TRAIN])
-                if unseen:
-                    raise UserError(f"{raw.sources[split]}: tag(s) {', '.join(unseen)} never occur in the train "
-                                    f"split (--strict_labels); fix the data or drop --strict_labels")
+        if strict:
+            labels.require_seen_in_train(raw, seen, noun="tag")
         every = set().union(*seen.values()) if seen else set()
         if label_list:
-            for split, names in seen.items():
-                unknown = sorted(names - set(label_list) - {to_iob2([t])[0] for t in label_list})
-                if unknown:
-                    raise UserError(f"{raw.sources[split]}: tag(s) {', '.join(unknown[:5])} in column '{column}' "
-                                    f"are not in --label_list; add them or fix the data")
+            labels.require_known(raw, seen, set(label_list) | {to_iob2([t])[0] for t in label_list}, column, "tag")
         # The user's (or the Hub ClassLabel's) order; tags it lacks (B-X made from IOB1's I-X) follow it.
         order = given + sorted(every - set(given), key=_tag_order)
         if not order:
             raise UserError(f"no tags: no split has a column '{column}' (--label_column_name) and no --label_list")
         return cls(order, "BIOES" if scheme == "BIOES" else "IOB2")
-
-    @property
-    def num_labels(self):
-        return len(self.names)
-
-    @property
-    def id2label(self):
-        return dict(enumerate(self.names))
-
-    @property
-    def label2id(self):
-        return {name: i for i, name in enumerate(self.names)}
 
 
 def _check_or_repair(raw, tags, column, scheme):
