@@ -68,6 +68,9 @@ class DataArguments:
     max_eval_samples: Optional[int] = None
     max_predict_samples: Optional[int] = None
     max_seq_length: int = field(default=128, metadata={"help": "Longer inputs are truncated."})
+    pad_to_max_length: bool = field(
+        default=False, metadata={"help": "Pad every batch to max_seq_length (HF examples' default; slower) "
+                                         "instead of to its longest example."})
     label_column_name: str = "label"
     label_list: Optional[list[str]] = field(
         default=None, metadata={"help": "The label set, in this order. Default: union of labelled splits."})

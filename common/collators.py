@@ -1,14 +1,18 @@
 """Batch collators. Dynamic padding: each batch is padded to its own longest example, not to
-max_seq_length; under fp16/bf16 lengths round up to a multiple of 8 so tensor cores/AMX tiles fit."""
+max_seq_length; under fp16/bf16 lengths round up to a multiple of 8 so tensor cores/AMX tiles fit.
+--pad_to_max_length pads every batch to max_seq_length instead (HF examples' default; slower)."""
 from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
 
 
-def pad_multiple(training_args):
-    return 8 if (training_args.fp16 or training_args.bf16) else None
+def padding(cfg):
+    """DataCollatorWithPadding's padding arguments for this run."""
+    if cfg.data.pad_to_max_length:
+        return dict(padding="max_length", max_length=cfg.data.max_seq_length)
+    return dict(pad_to_multiple_of=8 if (cfg.training.fp16 or cfg.training.bf16) else None)
 
 
-def dynamic_padding(tokenizer, training_args):
-    return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_multiple(training_args))
+def dynamic_padding(tokenizer, cfg):
+    return DataCollatorWithPadding(tokenizer, **padding(cfg))
 
 
 class TokenClassificationPadding:
@@ -16,8 +20,8 @@ class TokenClassificationPadding:
     carries (example index, word positions, gold per word: see common.tagging) that the model does not
     take, whether or not Trainer's remove_unused_columns already did."""
 
-    def __init__(self, tokenizer, training_args):
-        self.pad = DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=pad_multiple(training_args))
+    def __init__(self, tokenizer, cfg):
+        self.pad = DataCollatorForTokenClassification(tokenizer, **padding(cfg))
         self.keep = {*tokenizer.model_input_names, "labels"}
 
     def __call__(self, features):

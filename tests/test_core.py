@@ -232,3 +232,16 @@ def test_class_label_features_keep_their_names_and_ids(tmp_path):
     label_set = labels.LabelSet.from_splits(raw, "label")
     assert label_set.names == ["neg", "pos"] and label_set.ids_given and label_set.encode(1) == 1
     assert [label_set.is_labelled(v) for v in raw.splits["train"]["label"]] == [True, True, False]
+
+
+def test_batches_pad_to_their_longest_unless_pad_to_max_length(tmp_path):
+    from transformers import AutoTokenizer
+
+    from common import collators
+    from common.modeling import default_model_path
+    tokenizer = AutoTokenizer.from_pretrained(default_model_path())
+    features = [tokenizer(text) for text in ("a short one", "a slightly longer sentence than that one")]
+    longest = max(len(f["input_ids"]) for f in features)
+    for flags, width in ([], longest), (["--bf16", "true"], -(-longest // 8) * 8), (["--pad_to_max_length"], 64):
+        cfg = args.parse(argv=["--output_dir", str(tmp_path), "--max_seq_length", "64", "--auto_bf16", "false", *flags])
+        assert collators.dynamic_padding(tokenizer, cfg)(features)["input_ids"].shape == (2, width), flags

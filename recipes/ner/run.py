@@ -56,7 +56,7 @@ def main():
 
     # Metrics and prediction files see words: window predictions are merged back per sentence first.
     trainer = training.build_trainer(
-        cfg, make_model, tokenizer, encoded, collators.TokenClassificationPadding(tokenizer, cfg.training),
+        cfg, make_model, tokenizer, encoded, collators.TokenClassificationPadding(tokenizer, cfg),
         compute_metrics=tagging.metrics_for(tag_set), main_metric=("f1", True))
     training.run(trainer, cfg, raw, encoded, tagging.prediction_writer(tag_set, encoded, words, tags))
 

@@ -15,7 +15,7 @@ from typing import Optional
 
 sys.path.insert(0, next(str(p) for p in Path(__file__).resolve().parents if (p / "common").is_dir()))
 
-from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding  # noqa: E402
+from transformers import AutoModelForQuestionAnswering  # noqa: E402
 
 from common import args, classification, collators, data, modeling, span_extraction, squad, training  # noqa: E402
 from common.errors import exits_cleanly  # noqa: E402
@@ -37,9 +37,6 @@ class QaArguments(args.DataArguments):
     null_score_diff_threshold: float = field(
         default=0.0, metadata={"help": "v2.0: answer '' when the null score beats the best span by more than "
                                        "this (the best value on your dev set is reported as best_f1_thresh)."})
-    pad_to_max_length: bool = field(
-        default=False, metadata={"help": "Pad every window to max_seq_length (HF run_qa's default; slower) "
-                                         "instead of each batch to its longest."})
 
 
 @exits_cleanly
@@ -68,8 +65,7 @@ def main():
     config = modeling.load_config(cfg.model)
     make_model = lambda model_args: modeling.load_model(  # noqa: E731  (per trial under --hpo_trials)
         model_args, AutoModelForQuestionAnswering, config, "QUESTION_ANS")
-    collator = (DataCollatorWithPadding(tokenizer, padding="max_length", max_length=d.max_seq_length)
-                if d.pad_to_max_length else collators.dynamic_padding(tokenizer, cfg.training))
+    collator = collators.dynamic_padding(tokenizer, cfg)
 
     # Windows' logits back to one answer per question, scored with the official SQuAD semantics.
     scorer = span_extraction.SpanScorer(raw, encoded, q, c, a, d.n_best_size, d.max_answer_length, version_2,

@@ -56,7 +56,7 @@ def main():
     loss = losses.from_class_weights_flag(d.class_weights, label_set, encoded, cfg)
 
     trainer = training.build_trainer(
-        cfg, make_model, tokenizer, encoded, collators.dynamic_padding(tokenizer, cfg.training),
+        cfg, make_model, tokenizer, encoded, collators.dynamic_padding(tokenizer, cfg),
         compute_metrics=metrics.for_labels(label_set, d.multi_label_threshold),
         main_metric=metrics.main_metric(label_set.problem_type), compute_loss_func=loss)
     training.run(trainer, cfg, raw, encoded, classification.prediction_writer(
