@@ -15,6 +15,7 @@ import os
 import shlex
 import sys
 
+import matplotlib.style
 import numpy as np
 import yaml
 from matplotlib.figure import Figure
@@ -43,9 +44,10 @@ def task_plot(output_dir, split, what, draw, size=(6.4, 4.8)):
     it must not cost the user a finished training run."""
     path = plot_path(output_dir, split, what)
     try:
-        figure = Figure(figsize=size)
-        draw(figure)
-        artifacts.save_figure(figure, path)
+        with matplotlib.style.context("default"):  # not a style another library left set (optuna's plots)
+            figure = Figure(figsize=size)
+            draw(figure)
+            artifacts.save_figure(figure, path)
         return path
     except Exception as err:  # noqa: BLE001  (any plotting error: the run's results still stand)
         logger.warning("plot %s not written: %s: %s", path, type(err).__name__, err)
@@ -73,9 +75,13 @@ def draw_learning_curve(figure, log_history, main_metric, final_results=None):
     last_step = max([e.get("step", 0) for e in log_history] or [0])
     final_results = final_results or {}
     loss_axes, metric_axes = figure.subplots(1, 2)
-    for points, label, style in ((train, "training loss", "-"), (evals, "evaluation loss", "o-")):
+    for points, label, style, color in ((train, "training loss", "-", "tab:blue"),
+                                        (evals, "evaluation loss", "o-", "tab:orange")):
         if points:
-            loss_axes.plot(*zip(*points), style, label=label)
+            loss_axes.plot(*zip(*points), style, color=color, label=label)
+    if not train and "train_loss" in final_results:  # fewer steps than --logging_steps: the run's mean
+        loss_axes.axhline(final_results["train_loss"], color="tab:blue", linestyle="--",
+                          label="training loss, mean of the run")
     if "eval_loss" in final_results:
         loss_axes.plot([last_step], [final_results["eval_loss"]], "k*", markersize=10, label="final evaluation")
     if metric:
