@@ -14,6 +14,7 @@ import logging
 import os
 import shlex
 import sys
+from pathlib import Path
 
 import matplotlib.style
 import numpy as np
@@ -120,7 +121,8 @@ def draw_confusion_matrix(figure, gold_ids, predicted_ids, names):
     axes.set_yticks(range(n), names)
     axes.set_xlabel("predicted")
     axes.set_ylabel("gold")
-    axes.set_title(f"confusion matrix ({counts.sum()} examples, accuracy {np.trace(counts) / max(counts.sum(), 1):.3f})")
+    accuracy = np.trace(counts) / max(counts.sum(), 1)
+    axes.set_title(f"confusion matrix ({counts.sum()} examples, accuracy {accuracy:.3f})")
 
 
 def draw_grouped_bars(figure, groups, series, title, ylabel, ylim=None):
@@ -157,7 +159,8 @@ def draw_qa_scores_by_answer_length(figure, predictions, golds, exact_match, f1)
     for qid, gold_texts in golds.items():
         gold_texts = [g for g in gold_texts if normalize_answer(g)]
         words = len(normalize_answer(gold_texts[0]).split()) if gold_texts else 0
-        name = "no answer" if not gold_texts else next(label for low, high, label in ANSWER_LENGTHS if low <= words <= high)
+        name = "no answer" if not gold_texts else next(
+            label for low, high, label in ANSWER_LENGTHS if low <= words <= high)
         targets = gold_texts or [""]
         buckets.setdefault(name, []).append((max(exact_match(predictions[qid], g) for g in targets),
                                              max(f1(predictions[qid], g) for g in targets)))
@@ -178,7 +181,8 @@ def model_card(trainer, cfg, all_results) -> str:
     output_dir = cfg.training.output_dir
     model_name = cfg.model.model_name_or_path
     base_model = DEFAULT_BASE_MODEL if model_name is None else None if os.path.isdir(model_name) else model_name
-    architecture = type(trainer.model.get_base_model() if hasattr(trainer.model, "get_base_model") else trainer.model).__name__
+    model = trainer.model.get_base_model() if hasattr(trainer.model, "get_base_model") else trainer.model  # LoRA
+    architecture = type(model).__name__
     pipeline_tag = next((tag for suffix, tag in PIPELINE_TAGS.items() if architecture.endswith(suffix)), None)
     recipe = os.path.basename(os.path.dirname(os.path.abspath(sys.argv[0])))
     main_metric = cfg.training.metric_for_best_model
@@ -188,7 +192,7 @@ def model_card(trainer, cfg, all_results) -> str:
                 **({"datasets": [cfg.data.dataset_name]} if cfg.data.dataset_name else {}),
                 **({"metrics": [main_metric.removeprefix("eval_")]} if main_metric else {})}
     resolved = os.path.join(output_dir, RESOLVED_CONFIG_NAME)
-    config_text = open(resolved).read() if os.path.exists(resolved) else ""
+    config_text = Path(resolved).read_text() if os.path.exists(resolved) else ""
     plots = sorted(f for f in os.listdir(output_dir) if f.endswith(".png"))
     sections = [
         "---\n" + yaml.safe_dump(metadata, sort_keys=False) + "---",
@@ -210,7 +214,8 @@ def model_card(trainer, cfg, all_results) -> str:
 def _data_lines(data, results):
     lines = []
     if data.dataset_name:
-        lines.append(f"- dataset: `{data.dataset_name}`" + (f" (`{data.dataset_config_name}`)" if data.dataset_config_name else ""))
+        config = f" (`{data.dataset_config_name}`)" if data.dataset_config_name else ""
+        lines.append(f"- dataset: `{data.dataset_name}`{config}")
     for flag in ("train_file", "validation_file", "test_file"):
         value = getattr(data, flag)
         if value:
