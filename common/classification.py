@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from common import artifacts, metrics
+from common import artifacts, metrics, reports
 from common.data import TEST
 from common.errors import UserError
 from common.labels import MULTI, REGRESSION, label_key
@@ -51,7 +51,8 @@ def encoder(tokenizer, label_set, text_columns, label_column, max_length):
 
 def prediction_writer(label_set, text_columns, label_column, threshold=0.5):
     """Writes <split>_predictions.jsonl (predictions.jsonl for test): input, prediction, probabilities,
-    gold label where known; and <split>_per_class.json for labelled single-label splits."""
+    gold label where known; and <split>_per_class.json and <split>_confusion_matrix.png for labelled
+    single-label splits (multi-label and regression have no confusion matrix)."""
     names = label_set.names
 
     def gold_name(value):
@@ -85,7 +86,10 @@ def prediction_writer(label_set, text_columns, label_column, threshold=0.5):
         stem = "predictions" if split == TEST else f"{split}_predictions"
         artifacts.write_jsonl(os.path.join(output_dir, f"{stem}.jsonl"), rows)
         if label_set.problem_type not in (MULTI, REGRESSION) and output.label_ids is not None:
-            report = metrics.per_class_report(np.argmax(scores, axis=-1), output.label_ids, names)
+            predicted = np.argmax(scores, axis=-1)
+            report = metrics.per_class_report(predicted, output.label_ids, names)
             artifacts.write_json(os.path.join(output_dir, f"{stem.replace('predictions', 'per_class')}.json"),
                                  report)
+            reports.task_plot(output_dir, split, "confusion_matrix", lambda figure: reports.draw_confusion_matrix(
+                figure, output.label_ids, predicted, names), size=(4 + 0.5 * len(names), 3 + 0.5 * len(names)))
     return write

@@ -279,11 +279,13 @@ class Search:
             trial.set_user_attr("rss_mb", rss)
         if torch.cuda.is_available():
             trial.set_user_attr("cuda_allocated_mb", round(torch.cuda.memory_allocated() / 2 ** 20))
-        if self.counted(trial.study) >= self.run_args.hpo_trials:
+        done = self.counted(trial.study)
+        if done >= self.run_args.hpo_trials:
             trial.study.stop()  # the study has its trials (this one included): no worker starts another
         params = ", ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
         value = "" if trainer.objective is None else f" {self.metric}={trainer.objective:.4f}"
-        print(f"search: trial {trial.number} {outcome} in {seconds:.0f}s{value} | {params}", flush=True)
+        print(f"search: trial {trial.number} {outcome} in {seconds:.0f}s{value} | {params} "
+              f"[{min(done, self.run_args.hpo_trials)}/{self.run_args.hpo_trials} trials]", flush=True)
 
 
 def run(trainer, cfg) -> Optional[optuna.trial.FixedTrial]:

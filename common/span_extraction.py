@@ -10,8 +10,9 @@ import logging
 import os
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from common import artifacts, squad
+from common import artifacts, reports, squad
 from common.data import TEST
 from common.errors import UserError
 
@@ -132,7 +133,7 @@ def best_spans(start_logits, end_logits, windows, num_examples, n_best_size, max
 
 
 def extract_answers(predictions, windows, contexts, ids, n_best_size=20, max_answer_length=30, version_2=False,
-                    null_score_diff_threshold=0.0, with_nbest=False):
+                    null_score_diff_threshold=0.0, with_nbest=False, progress=False):
     """Window logits -> id -> answer text; id -> null odds (v2.0: null score minus best span score; the
     answer is "" when it exceeds the threshold); id -> n-best list with probabilities (with_nbest)."""
     start_logits, end_logits = (np.asarray(p, dtype=np.float64) for p in predictions[:2])
@@ -146,7 +147,7 @@ def extract_answers(predictions, windows, contexts, ids, n_best_size=20, max_ans
         return contexts[i][offsets[w, candidate["start"][c], 0]:offsets[w, candidate["end"][c], 1]]
 
     texts, null_odds, nbest = {}, {}, {}
-    for i, qid in enumerate(ids):
+    for i, qid in enumerate(tqdm(ids, desc="answers from windows", unit="question", disable=not progress)):
         found = first[i] < last[i]  # no candidate: no context token fits (empty context)
         texts[qid] = span_text(i, first[i]) if found else ""
         if version_2:
@@ -201,16 +202,16 @@ class SpanScorer:
     logits back to example answers, scores them with the official SQuAD semantics, writes the files."""
 
     def __init__(self, raw, encoded, question_column, context_column, answer_column, n_best_size=20,
-                 max_answer_length=30, version_2=False, null_score_diff_threshold=0.0):
+                 max_answer_length=30, version_2=False, null_score_diff_threshold=0.0, progress=True):
         self.windows = {name: encoded[name] for name in raw.splits}
         self.question_column, self.context_column, self.answer_column = question_column, context_column, answer_column
         self.options = {"n_best_size": n_best_size, "max_answer_length": max_answer_length, "version_2": version_2,
                         "null_score_diff_threshold": null_score_diff_threshold}
-        self.raw = raw
+        self.raw, self.progress = raw, progress  # progress: a bar over questions (--disable_tqdm turns it off)
 
     def _answers(self, predictions, windows, raw_split, with_nbest=False):
         return extract_answers(predictions, windows, raw_split[self.context_column], squad.example_ids(raw_split),
-                               with_nbest=with_nbest, **self.options)
+                               with_nbest=with_nbest, progress=self.progress, **self.options)
 
     def _golds(self, raw_split):
         if self.answer_column not in raw_split.column_names:
@@ -230,7 +231,8 @@ class SpanScorer:
 
     def write_predictions(self, split, output, raw_split, output_dir):
         """[<split>_]predictions.json (id -> text), nbest_predictions.json, null_odds.json (v2.0) and
-        predictions.jsonl (id, question, prediction, gold answers when known); no prefix for test."""
+        predictions.jsonl (id, question, prediction, gold answers when known), and for labelled splits
+        scores_by_answer_length.png; no prefix for test."""
         texts, null_odds, nbest = self._answers(output.predictions, self.windows[split], raw_split, with_nbest=True)
         golds = self._golds(raw_split)
         prefix = "" if split == TEST else f"{split}_"
@@ -248,3 +250,6 @@ class SpanScorer:
                 row["answers"] = golds[qid]
             rows.append(row)
         artifacts.write_jsonl(path("predictions.jsonl"), rows)
+        if golds is not None:
+            reports.task_plot(output_dir, split, "scores_by_answer_length", lambda figure: (
+                reports.draw_qa_scores_by_answer_length(figure, texts, golds, squad.exact_match, squad.f1)))

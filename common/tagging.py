@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from datasets import ClassLabel, List, Sequence
 
-from common import artifacts, labels
+from common import artifacts, labels, reports
 from common.data import TEST
 from common.errors import UserError
 from common.labels import SINGLE
@@ -292,7 +292,7 @@ def entities(tags, words, scheme="IOB2"):
 def prediction_writer(tag_set, encoded, words_column, tags_column):
     """Writes <split>_predictions.jsonl (predictions.jsonl for test: tokens, predicted tags, entity spans,
     gold tags and entities where known) and <split>_predictions.conll (`word [gold] predicted` per line,
-    conlleval's format, a blank line between sentences)."""
+    conlleval's format, a blank line between sentences); for labelled splits, <split>_entity_scores.png."""
     def write(split, output, raw_split, output_dir):
         predicted = _names(tag_set, words_from_windows(_token_ids(output.predictions), encoded[split]))
         if len(predicted) != len(raw_split):
@@ -311,4 +311,10 @@ def prediction_writer(tag_set, encoded, words_column, tags_column):
         stem = "predictions" if split == TEST else f"{split}_predictions"
         artifacts.write_jsonl(os.path.join(output_dir, f"{stem}.jsonl"), rows)
         artifacts.write_text(os.path.join(output_dir, f"{stem}.conll"), "\n".join(lines))
+        if has_gold:
+            gold = _names(tag_set, gold_from_windows(encoded[split]))
+            scores = entity_scores(gold, predicted, tag_set.scheme)
+            types = sorted({_split(t)[1] for t in tag_set.names if _split(t)[1]})
+            reports.task_plot(output_dir, split, "entity_scores", lambda figure: reports.draw_entity_scores(
+                figure, scores, types), size=(3 + 1.2 * len(types), 4.5))
     return write

@@ -8,7 +8,7 @@ from transformers import EarlyStoppingCallback, Trainer
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy, number_of_arguments
 
 from common import args as arguments
-from common import artifacts, modeling, search
+from common import artifacts, modeling, reports, search
 from common import data
 from common.data import TEST, TRAIN
 from common.errors import UserError
@@ -125,8 +125,10 @@ def run(trainer, cfg, raw, encoded, write_predictions=None):
     if training.do_train and cfg.model.merge_lora and modeling.is_lora(trainer.model) and main_process:
         # After evaluation, because merging folds the adapter into the weights in place.
         modeling.save_merged(trainer.model, trainer.processing_class, training.output_dir)
-    if main_process:  # written last: its presence marks a finished run
-        artifacts.write_json(finished_marker, all_results)
+    if main_process:
+        if training.do_train:  # learning curve + model card (README.md)
+            reports.finish(trainer, cfg, all_results)
+        artifacts.write_json(finished_marker, all_results)  # written last: its presence marks a finished run
 
 
 def save_model(trainer):

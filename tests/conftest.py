@@ -71,3 +71,12 @@ def demo_data(tmp_path_factory):
 
 FAST = ["--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "64", "--report_to", "none",
         "--save_strategy", "no", "--disable_tqdm", "true", "--logging_steps", "50"]
+
+
+def assert_valid_png(path, min_side=100):
+    """A plot a person can open: PNG signature, decodes, not a blank sliver."""
+    from matplotlib.image import imread
+    with open(path, "rb") as fh:
+        assert fh.read(8) == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    pixels = imread(path)
+    assert min(pixels.shape[:2]) >= min_side and pixels.std() > 0, f"{path}: {pixels.shape}, blank?"
