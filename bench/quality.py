@@ -52,6 +52,8 @@ if __name__ == "__main__":
     results_md = ROOT / "bench/results.md"
     header = ("| run | command | dev accuracy | training | wall time | train samples/s | peak RSS | machine |\n"
               "|---|---|---|---|---|---|---|---|\n")
-    existing = results_md.read_text() if results_md.exists() else "# Quality runs\n\n" + header
-    results_md.write_text(existing + "\n".join(rows) + "\n")
+    lines = (results_md.read_text() if results_md.exists() else "# Quality runs\n\n" + header).splitlines()
+    table = lines.index(header.splitlines()[1])  # rows go at the end of the quality table, before later sections
+    end = next((i for i in range(table + 1, len(lines)) if not lines[i].startswith("|")), len(lines))
+    results_md.write_text("\n".join(lines[:end] + rows + lines[end:]) + "\n")
     print("\n".join(rows))
