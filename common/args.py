@@ -16,6 +16,7 @@ from typing import NamedTuple, Optional
 import yaml
 from transformers import HfArgumentParser, TrainingArguments, set_seed
 
+from common import artifacts, checkpoints
 from common.errors import UserError
 
 CONFIG_EXTENSIONS = (".yaml", ".yml", ".json")
@@ -148,6 +149,7 @@ def parse(data_class=DataArguments, argv=None) -> Config:
         training = TrainingArguments(**training_inputs)
     except ValueError as err:
         raise UserError(f"training arguments: {str(err).splitlines()[0]}") from None
+    checkpoints.resolve_resume(training)  # 'auto' becomes a checkpoint path, or None: nothing to resume
     _check_output_dir(run, training)
     set_seed(training.seed)  # before the model exists, so its new head starts the same every run
     return Config(model, data, run, training)
@@ -168,8 +170,7 @@ def save_resolved(cfg: Config, output_dir: str) -> str:
             resolved[f.name] = value
     resolved = {k: v for k, v in resolved.items() if k not in skip}
     path = os.path.join(output_dir, RESOLVED_CONFIG_NAME)
-    with open(path, "w") as fh:
-        yaml.safe_dump(json.loads(json.dumps(resolved, default=str)), fh, sort_keys=False)
+    artifacts.write_text(path, yaml.safe_dump(json.loads(json.dumps(resolved, default=str)), sort_keys=False))
     return path
 
 

@@ -1,6 +1,7 @@
 """The run itself, the same for every task: build the Trainer, then train → save → evaluate each
 evaluation set → predict → write artifacts."""
 import logging
+import math
 import os
 
 from torch.utils.data import SequentialSampler
@@ -34,6 +35,29 @@ class RecipeTrainer(Trainer):
         if self.args.train_sampling_strategy != "group_by_length" or eval_dataset is None:
             return super()._get_eval_sampler(eval_dataset)
         return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        # Stop on a nan/inf loss instead of training on garbage (logging_nan_inf_filter would hide it in the
+        # logs). Reading the loss is a device sync: free on a CPU, so every step there; on an accelerator
+        # only on logging steps, which still catches divergence: once the weights are nan, every loss is.
+        step = self.state.global_step + 1
+        if loss.device.type == "cpu" or step % max(self.state.logging_steps or 1, 1) == 0:
+            value = loss.float().sum().item()
+            if not math.isfinite(value):
+                args = self.args
+                raise UserError(
+                    f"loss became {value} at step {step} (epoch {self.state.epoch or 0:.2f}): training diverged; "
+                    f"lower --learning_rate (now {args.learning_rate:g}), use --bf16 instead of --fp16"
+                    f"{' (on now)' if args.fp16 else ''}, or clip gradients with --max_grad_norm (now "
+                    f"{args.max_grad_norm:g}); check the data for extreme values")
+        return loss
+
+    def save_metrics(self, split, metrics, combined=True):
+        """<split>_results.json, written atomically (Trainer's own writes in place). all_results.json is
+        written once, by run(), as the marker of a finished run."""
+        if self.is_world_process_zero():
+            artifacts.write_json(os.path.join(self.args.output_dir, f"{split}_results.json"), metrics)
 
 
 def build_trainer(cfg, make_model, tokenizer, encoded, collator, compute_metrics, main_metric, compute_loss_func=None):
