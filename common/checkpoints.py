@@ -28,6 +28,8 @@ def resolve_resume(training):
         if found is None:
             logger.warning("--resume_from_checkpoint auto: no complete checkpoint in %s; starting fresh",
                            training.output_dir)
+        else:
+            logger.warning("--resume_from_checkpoint auto: resuming from %s", found)
         training.resume_from_checkpoint = found
         return
     if not os.path.isdir(wanted):

@@ -157,11 +157,21 @@ def save_model(trainer):
     """Model + tokenizer + config with the label names, so pipeline() loads the output directory.
     A LoRA run saves its adapter to <output_dir>/adapter; the merged model follows at the end of run()."""
     if not modeling.is_lora(trainer.model):
-        return trainer.save_model()
+        trainer.save_model()
+        return _drop_pickled_args(trainer, trainer.args.output_dir)
     adapter_dir = os.path.join(trainer.args.output_dir, modeling.ADAPTER_DIR)
     trainer.save_model(adapter_dir)
     if trainer.is_world_process_zero():
         trainer.model.get_base_model().config.save_pretrained(adapter_dir)
+    _drop_pickled_args(trainer, adapter_dir)
+
+
+def _drop_pickled_args(trainer, directory):
+    """Trainer also pickles its arguments (training_args.bin); a saved model holds no pickle, and
+    run_config.yaml has the same settings in plain text. (Checkpoints keep theirs: Trainer's own files.)"""
+    path = os.path.join(directory, "training_args.bin")
+    if trainer.is_world_process_zero() and os.path.exists(path):
+        os.remove(path)
 
 
 def _configure_model_selection(cfg, main_metric, has_eval):
