@@ -10,6 +10,7 @@ import difflib
 import json
 import os
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from typing import NamedTuple, Optional
 
@@ -183,8 +184,14 @@ def _check_output_dir(run, training):
     parent = os.path.abspath(training.output_dir)
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
-    if not os.access(parent, os.W_OK):
-        raise UserError(f"--output_dir {training.output_dir}: {parent} is not writable; choose another directory")
+    if not os.path.isdir(parent):
+        raise UserError(f"--output_dir {training.output_dir}: {parent} is a file, not a directory; "
+                        f"choose another directory")
+    try:  # a real write: os.access says yes to root even on read-only file systems
+        tempfile.TemporaryFile(dir=parent).close()
+    except OSError:
+        raise UserError(f"--output_dir {training.output_dir}: {parent} is not writable; "
+                        f"choose another directory") from None
 
 
 def read_config_file(path, what="config file"):
