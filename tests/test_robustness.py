@@ -98,3 +98,22 @@ def test_nan_loss_stops_the_run_naming_the_step_and_the_causes(tiny_model, demo_
     assert last.startswith("error: loss became nan at step 2 (epoch "), last
     assert "--learning_rate (now 1e+30)" in last and "--bf16 instead of --fp16" in last and "--max_grad_norm" in last
     assert not (out / "all_results.json").exists() and not (out / "model.safetensors").exists()
+
+
+def test_model_code_from_a_repository_runs_only_with_trust_remote_code(tmp_path):
+    """A model directory whose config points at its own Python file: without --trust_remote_code the file is
+    never imported (it would leave a marker) and the run stops with a one-line error naming the flag."""
+    from common import args, modeling
+    from common.errors import UserError
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text(
+        '{"model_type": "custom", "auto_map": {"AutoConfig": "configuration_custom.CustomConfig"}}')
+    (model_dir / "configuration_custom.py").write_text(
+        "import pathlib\npathlib.Path(__file__).with_name('EXECUTED').write_text('ran')\n"
+        "from transformers import PretrainedConfig\nclass CustomConfig(PretrainedConfig):\n    model_type = 'custom'\n")
+    cfg = args.parse(argv=["--output_dir", str(tmp_path / "out"), "--model_name_or_path", str(model_dir)])
+    assert cfg.model.trust_remote_code is False
+    with pytest.raises(UserError, match="needs its own Python code to load; read that code, then pass --trust_remote_code"):
+        modeling.load_config(cfg.model)
+    assert not (model_dir / "EXECUTED").exists()
