@@ -1,5 +1,7 @@
 """The run itself, the same for every task: build the Trainer, then train → save → evaluate each
 evaluation set → predict → write artifacts."""
+import dataclasses
+import json
 import logging
 import math
 import os
@@ -58,6 +60,11 @@ class RecipeTrainer(Trainer):
         written once, by run(), as the marker of a finished run."""
         if self.is_world_process_zero():
             artifacts.write_json(os.path.join(self.args.output_dir, f"{split}_results.json"), metrics)
+
+    def save_state(self):
+        if self.is_world_process_zero():  # as Trainer's, but atomic
+            artifacts.write_text(os.path.join(self.args.output_dir, "trainer_state.json"),
+                                 json.dumps(dataclasses.asdict(self.state), indent=2, sort_keys=True) + "\n")
 
 
 def build_trainer(cfg, make_model, tokenizer, encoded, collator, compute_metrics, main_metric, compute_loss_func=None):

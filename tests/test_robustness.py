@@ -11,7 +11,7 @@ import pytest
 from conftest import OFFLINE_ENV, ROOT, read_json, run_recipe
 
 TASK = "text_classification"
-STEPS, SAVE_EVERY = 24, 6
+STEPS, SAVE_EVERY = 12, 4
 
 
 def _args(tiny_model, demo_data, out, *extra):
@@ -29,10 +29,15 @@ def _eval_metrics(out):
 
 
 def test_run_killed_after_a_checkpoint_resumes_to_the_same_metrics(tiny_model, demo_data, tmp_path):
-    killed = tmp_path / "killed"
-    command = [sys.executable, str(ROOT / "recipes" / TASK / "run.py"),
-               *map(str, _args(tiny_model, demo_data, killed))]
-    proc = subprocess.Popen(command, cwd=ROOT, env=OFFLINE_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    killed, reference = tmp_path / "killed", tmp_path / "reference"
+
+    def start(out, *extra):
+        command = [sys.executable, str(ROOT / "recipes" / TASK / "run.py"),
+                   *map(str, _args(tiny_model, demo_data, out, *extra))]
+        return subprocess.Popen(command, cwd=ROOT, env=OFFLINE_ENV, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    # Side by side, to save time. The reference saves no checkpoints: saving must not change the training.
+    uninterrupted, proc = start(reference, "--save_strategy", "no"), start(killed)
     first = killed / f"checkpoint-{SAVE_EVERY}" / "trainer_state.json"  # Trainer writes it last
     deadline = time.monotonic() + 300
     while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -46,13 +51,13 @@ def test_run_killed_after_a_checkpoint_resumes_to_the_same_metrics(tiny_model, d
     resumed = run_recipe(TASK, *_args(tiny_model, demo_data, killed, "--resume_from_checkpoint", "auto"))
     assert f"--resume_from_checkpoint auto: resuming from {killed}{os.sep}checkpoint-" in resumed.stderr
     assert os.path.getmtime(first) == first_saved  # not trained again from step 0
-    reference = tmp_path / "reference"
-    run_recipe(TASK, *_args(tiny_model, demo_data, reference))
+    assert uninterrupted.wait(timeout=600) == 0
     # Same seed, same data order (Trainer skips the batches already seen and restores the RNG states), so
     # the weights, hence every evaluation metric, come out identical.
     assert _eval_metrics(killed) == _eval_metrics(reference)
     assert read_json(killed / "trainer_state.json")["global_step"] == STEPS
     # Saved models are safetensors, with no pickle beside them (checkpoints keep Trainer's optimizer state).
+    assert (killed / f"checkpoint-{STEPS}" / "model.safetensors").exists()
     for out in (killed, reference):
         assert (out / "model.safetensors").exists()
         assert not [p for p in os.listdir(out) if p.endswith((".bin", ".pt", ".pth", ".pkl", ".pickle"))]
@@ -117,3 +122,12 @@ def test_model_code_from_a_repository_runs_only_with_trust_remote_code(tmp_path)
     with pytest.raises(UserError, match="needs its own Python code to load; read that code, then pass --trust_remote_code"):
         modeling.load_config(cfg.model)
     assert not (model_dir / "EXECUTED").exists()
+
+
+def test_a_failed_write_leaves_the_previous_file_and_no_temporary(tmp_path):
+    from common import artifacts
+    path = tmp_path / "predictions.jsonl"
+    artifacts.write_jsonl(path, [{"id": 1}])
+    with pytest.raises(UnicodeEncodeError):  # fails inside the write, after the temporary file is opened
+        artifacts.write_jsonl(path, [{"id": 1}, {"id": 2, "text": "\ud800"}])
+    assert path.read_text() == '{"id": 1}\n' and os.listdir(tmp_path) == ["predictions.jsonl"]
