@@ -10,12 +10,14 @@ import difflib
 import json
 import os
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from typing import NamedTuple, Optional
 
 import yaml
 from transformers import HfArgumentParser, TrainingArguments, set_seed
 
+from common import artifacts, checkpoints
 from common.errors import UserError
 
 CONFIG_EXTENSIONS = (".yaml", ".yml", ".json")
@@ -151,6 +153,7 @@ def parse(data_class=DataArguments, argv=None) -> Config:
         training = TrainingArguments(**training_inputs)
     except ValueError as err:
         raise UserError(f"training arguments: {str(err).splitlines()[0]}") from None
+    checkpoints.resolve_resume(training)  # 'auto' becomes a checkpoint path, or None: nothing to resume
     _check_output_dir(run, training)
     set_seed(training.seed)  # before the model exists, so its new head starts the same every run
     return Config(model, data, run, training)
@@ -171,8 +174,7 @@ def save_resolved(cfg: Config, output_dir: str) -> str:
             resolved[f.name] = value
     resolved = {k: v for k, v in resolved.items() if k not in skip}
     path = os.path.join(output_dir, RESOLVED_CONFIG_NAME)
-    with open(path, "w") as fh:
-        yaml.safe_dump(json.loads(json.dumps(resolved, default=str)), fh, sort_keys=False)
+    artifacts.write_text(path, yaml.safe_dump(json.loads(json.dumps(resolved, default=str)), sort_keys=False))
     return path
 
 
@@ -185,8 +187,14 @@ def _check_output_dir(run, training):
     parent = os.path.abspath(training.output_dir)
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
-    if not os.access(parent, os.W_OK):
-        raise UserError(f"--output_dir {training.output_dir}: {parent} is not writable; choose another directory")
+    if not os.path.isdir(parent):
+        raise UserError(f"--output_dir {training.output_dir}: {parent} is a file, not a directory; "
+                        f"choose another directory")
+    try:  # a real write: os.access says yes to root even on read-only file systems
+        tempfile.TemporaryFile(dir=parent).close()
+    except OSError:
+        raise UserError(f"--output_dir {training.output_dir}: {parent} is not writable; "
+                        f"choose another directory") from None
 
 
 def read_config_file(path, what="config file"):

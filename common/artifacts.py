@@ -23,9 +23,14 @@ def save_figure(figure, path):
 
 def _atomic_write(path, text):
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:  # disk full, interrupted: leave the old file, and no temporary one
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def _plain(value):

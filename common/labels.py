@@ -74,6 +74,7 @@ class LabelSet(LabelNames):
 
         values = {split: [v for v in ds[column] if _is_present(v)]
                   for split, ds in raw.splits.items() if column in ds.column_names}
+        _check_types(values, raw, column)
         if problem_type is None:
             problem_type = _infer_problem_type([v for vs in values.values() for v in vs], first)
         if problem_type == REGRESSION:
@@ -135,6 +136,19 @@ def _infer_problem_type(values, feature):
     if is_float and any(not float(v).is_integer() for v in values):
         return REGRESSION
     return SINGLE
+
+
+def _check_types(values, raw, column):
+    """A label is a string or a number, or a list of them (multi-label); anything else (a mapping, a nested
+    list) would silently become a label named after its printed form."""
+    def scalar(v):
+        return isinstance(v, (str, int, float, bool))
+    for split, vs in values.items():
+        bad = next((v for v in vs if not (scalar(v) or isinstance(v, (list, tuple)) and all(map(scalar, v)))), None)
+        if bad is not None:
+            raise UserError(f"{raw.sources[split]}: column '{column}' holds {type(bad).__name__} values such as "
+                            f"{bad!r}; labels must be strings or numbers (a list of them for multi-label): "
+                            f"fix the column or choose another with --label_column_name")
 
 
 def _check_numeric(values, raw, column):

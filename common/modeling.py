@@ -120,5 +120,8 @@ def _from_pretrained(cls, name, model_args, flag="model_name_or_path", **kwargs)
         return cls.from_pretrained(name, revision=model_args.model_revision, cache_dir=model_args.cache_dir,
                                    trust_remote_code=model_args.trust_remote_code, **kwargs)
     except (OSError, ValueError) as err:
+        if "custom code" in str(err):  # never run a repository's code unless the user says so
+            raise UserError(f"--{flag} {name}: the model needs its own Python code to load; read that code, "
+                            f"then pass --trust_remote_code to run it") from None
         raise UserError(f"--{flag} {name}: could not load it ({str(err).splitlines()[0]}); pass a local "
                         f"model directory or a Hub id reachable from this machine") from None

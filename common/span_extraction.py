@@ -137,6 +137,8 @@ def extract_answers(predictions, windows, contexts, ids, n_best_size=20, max_ans
     """Window logits -> id -> answer text; id -> null odds (v2.0: null score minus best span score; the
     answer is "" when it exceeds the threshold); id -> n-best list with probabilities (with_nbest)."""
     start_logits, end_logits = (np.asarray(p, dtype=np.float64) for p in predictions[:2])
+    if len(start_logits) != len(windows):  # would mean predictions were gathered twice or lost
+        raise RuntimeError(f"{len(start_logits)} window predictions for {len(windows)} windows")
     columns = windows.select_columns(["example_index", "offset_mapping", "cls_index"])[:]
     candidate, offsets, null = best_spans(start_logits, end_logits, columns, len(ids), n_best_size, max_answer_length)
     first = np.searchsorted(candidate["example"], np.arange(len(ids)), side="left")

@@ -1,6 +1,9 @@
 """The run itself, the same for every task: build the Trainer, then train → save → evaluate each
 evaluation set → predict → write artifacts."""
+import dataclasses
+import json
 import logging
+import math
 import os
 
 from torch.utils.data import SequentialSampler
@@ -34,6 +37,34 @@ class RecipeTrainer(Trainer):
         if self.args.train_sampling_strategy != "group_by_length" or eval_dataset is None:
             return super()._get_eval_sampler(eval_dataset)
         return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        # Stop on a nan/inf loss instead of training on garbage (logging_nan_inf_filter would hide it in the
+        # logs). Reading the loss is a device sync: free on a CPU, so every step there; on an accelerator
+        # only on logging steps, which still catches divergence: once the weights are nan, every loss is.
+        step = self.state.global_step + 1
+        if loss.device.type == "cpu" or step % max(self.state.logging_steps or 1, 1) == 0:
+            value = loss.float().sum().item()
+            if not math.isfinite(value):
+                args = self.args
+                raise UserError(
+                    f"loss became {value} at step {step} (epoch {self.state.epoch or 0:.2f}): training diverged; "
+                    f"lower --learning_rate (now {args.learning_rate:g}), use --bf16 instead of --fp16"
+                    f"{' (on now)' if args.fp16 else ''}, or clip gradients with --max_grad_norm (now "
+                    f"{args.max_grad_norm:g}); check the data for extreme values")
+        return loss
+
+    def save_metrics(self, split, metrics, combined=True):
+        """<split>_results.json, written atomically (Trainer's own writes in place). all_results.json is
+        written once, by run(), as the marker of a finished run."""
+        if self.is_world_process_zero():
+            artifacts.write_json(os.path.join(self.args.output_dir, f"{split}_results.json"), metrics)
+
+    def save_state(self):
+        if self.is_world_process_zero():  # as Trainer's, but atomic
+            artifacts.write_text(os.path.join(self.args.output_dir, "trainer_state.json"),
+                                 json.dumps(dataclasses.asdict(self.state), indent=2, sort_keys=True) + "\n")
 
 
 def build_trainer(cfg, make_model, tokenizer, encoded, collator, compute_metrics, main_metric, compute_loss_func=None):
@@ -135,11 +166,21 @@ def save_model(trainer):
     """Model + tokenizer + config with the label names, so pipeline() loads the output directory.
     A LoRA run saves its adapter to <output_dir>/adapter; the merged model follows at the end of run()."""
     if not modeling.is_lora(trainer.model):
-        return trainer.save_model()
+        trainer.save_model()
+        return _drop_pickled_args(trainer, trainer.args.output_dir)
     adapter_dir = os.path.join(trainer.args.output_dir, modeling.ADAPTER_DIR)
     trainer.save_model(adapter_dir)
     if trainer.is_world_process_zero():
         trainer.model.get_base_model().config.save_pretrained(adapter_dir)
+    _drop_pickled_args(trainer, adapter_dir)
+
+
+def _drop_pickled_args(trainer, directory):
+    """Trainer also pickles its arguments (training_args.bin); a saved model holds no pickle, and
+    run_config.yaml has the same settings in plain text. (Checkpoints keep theirs: Trainer's own files.)"""
+    path = os.path.join(directory, "training_args.bin")
+    if trainer.is_world_process_zero() and os.path.exists(path):
+        os.remove(path)
 
 
 def _configure_model_selection(cfg, main_metric, has_eval):

@@ -73,5 +73,9 @@ def test_accelerate_launch_with_two_cpu_processes(tiny_model, demo_data, tmp_pat
     # Written once, by the main process: one row per example, no duplicates from the second process.
     rows = read_jsonl(out / "predictions.jsonl")
     assert len(rows) == 150 and len({r["id"] for r in rows}) == 150
+    # 150 does not divide by 2 x 64: the reported accuracy is that of the 150 written rows, each counted once.
+    rows = read_jsonl(out / "validation_predictions.jsonl")
+    assert len(rows) == 150 and len({r["id"] for r in rows}) == 150
+    assert results["eval_accuracy"] == sum(r["predicted_label"] == r["label"] for r in rows) / 150
     train_size = {"sentiment": 600, "nli": 900}[data]
     assert read_json(out / "trainer_state.json")["global_step"] == -(-train_size // 32)  # 2 processes x 16 a step
