@@ -71,9 +71,8 @@ def load(cfg, labelled=True) -> RawData:
     raw = data.load(cfg, named=_load_ucr, readers={".ts": _read_ts})
     label = cfg.data.label_column_name
     for split, ds in list(raw.splits.items()):
-        if SERIES in ds.column_names and cfg.data.series_column_name is None:
-            continue  # already canonical (aeon, .ts), or a csv with a 'series' column
-        raw.splits[split] = _to_series_rows(ds, cfg.data.series_column_name, label, raw.sources[split])
+        column = cfg.data.series_column_name or (SERIES if SERIES in ds.column_names else None)
+        raw.splits[split] = _to_series_rows(ds, column, label, raw.sources[split])
     if labelled:
         raw.require_columns({label: "label_column_name"}, optional_in_test=[label])
     raw.series_column = cfg.data.series_column_name
