@@ -264,18 +264,20 @@ def default_patch_length(length) -> int:
     return int(min(16, max(2, length // 8)))
 
 
-def model_factory(cfg, config):
+def model_factory(config, pretrained=None):
     """make_model(model_args) for training.build_trainer: a new PatchTSTForClassification, or one whose
-    backbone (`model.*`) comes from a checkpoint, pre-training or fine-tuned; the head starts fresh when its
-    shape differs. Then --freeze_encoder (a linear probe) or --lora on the attention and MLP projections."""
+    backbone (`model.*`) comes from a checkpoint (`pretrained`, else --model_name_or_path), pre-trained or
+    fine-tuned; the head starts fresh when its shape differs. Then --freeze_encoder (a linear probe) or --lora
+    on the attention and MLP projections."""
     def make_model(model_args):
+        path = pretrained or model_args.model_name_or_path
         if model_args.freeze_encoder and model_args.lora:
             raise UserError("--freeze_encoder and --lora both decide what trains: choose one")
-        if not model_args.model_name_or_path and (model_args.freeze_encoder or model_args.lora):
+        if not path and (model_args.freeze_encoder or model_args.lora):
             raise UserError(f"--{'freeze_encoder' if model_args.freeze_encoder else 'lora'} needs a pre-trained "
                             f"backbone: pass --model_name_or_path or --pretrain_epochs")
-        if model_args.model_name_or_path:
-            model = PatchTSTForClassification.from_pretrained(model_args.model_name_or_path, config=copy.deepcopy(config),
+        if path:
+            model = PatchTSTForClassification.from_pretrained(path, config=copy.deepcopy(config),
                                                               ignore_mismatched_sizes=True)
         else:
             model = PatchTSTForClassification(copy.deepcopy(config))
@@ -310,6 +312,7 @@ def pretrain(config, train_features, training_args, output_dir, epochs, mask_rat
                       data_collator=collate)
     result = trainer.train()
     trainer.save_model(output_dir)
+    trainer.accelerator.wait_for_everyone()  # under accelerate launch, all processes then load the saved backbone
     return result.metrics
 
 

@@ -73,7 +73,7 @@ def test_pretrain_then_fine_tune_carries_the_backbone_over(pretrained):
     arrays = series.to_arrays(raw)
     from common.labels import LabelSet
     config = series.model_config(cfg, arrays, LabelSet.from_splits(raw, "label"))
-    model = series.model_factory(cfg, config)(cfg.model)
+    model = series.model_factory(config)(cfg.model)
     expected, loaded = backbone(source), backbone(model)
     assert set(loaded) == set(expected) and len(expected) > 10
     for name, tensor in expected.items():

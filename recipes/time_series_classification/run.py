@@ -54,16 +54,16 @@ def main():
     cfg.training.label_names = ["target_values"]  # PatchTST's name for the labels
 
     # Optional self-supervised pre-training on the training series only; its backbone is then fine-tuned.
+    pretrained = None
     if d.pretrain_epochs:
         pretrained = os.path.join(cfg.training.output_dir, "pretrained")
         result = series.pretrain(config, encoded[TRAIN], cfg.training, pretrained, d.pretrain_epochs, d.mask_ratio,
                                  d.pretrain_learning_rate)
         logger.warning("pre-trained on %d training series: loss %.4f, saved in %s", len(encoded[TRAIN]),
                        result["train_loss"], pretrained)
-        cfg.model.model_name_or_path = pretrained
 
     trainer = training.build_trainer(
-        cfg, series.model_factory(cfg, config), None, encoded, series.collate,
+        cfg, series.model_factory(config, pretrained), None, encoded, series.collate,
         compute_metrics=metrics.for_labels(label_set), main_metric=metrics.main_metric(SINGLE))
     training.run(trainer, cfg, raw, encoded, series.prediction_writer(label_set, d.label_column_name))
 
