@@ -3,6 +3,7 @@ pre-train -> fine-tune weight transfer, UCR data from aeon, and bad input."""
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -169,3 +170,11 @@ def test_ucr_sets_load_offline_by_name(tmp_path):
     assert sorted(set(raw.splits["train"]["label"])) == ["badminton", "running", "standing", "walking"]
     with pytest.raises(UserError, match="--dataset_name ucr/NoSuchSet: aeon could not load it"):
         series.load(_config(tmp_path, "--dataset_name", "ucr/NoSuchSet"))
+
+
+def test_ts_files_read_with_aeon(tmp_path):
+    import aeon.datasets
+    ts = Path(aeon.datasets.__file__).parent / "data" / "GunPoint" / "GunPoint_TRAIN.ts"
+    raw = series.load(_config(tmp_path, "--train_file", ts, "--test_file", ts.with_name("GunPoint_TEST.ts")))
+    assert len(raw.splits["train"]) == 50 and len(raw.splits["test"]) == 150
+    assert series.to_arrays(raw)["train"][0].shape == (1, 150) and set(raw.splits["test"]["label"]) == {"1", "2"}
