@@ -57,22 +57,40 @@ def main():
     argv = sys.argv[1:]
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
     names = (argv[:argv.index("--")] if "--" in argv else argv) or DATASETS
-    rows = []
+    rows = _existing_rows()  # a run of some sets keeps the other sets' rows
     for name in names:
+        load = os.getloadavg()[0]
         scores = [patchtst(name, True, extra), patchtst(name, False, extra),
                   baseline(name, minirocket), baseline(name, one_nn_dtw)]
         cells = " | ".join(f"{acc:.4f} ({secs:.0f} s)" for acc, secs in scores)
         verdict = "yes" if scores[0][0] >= scores[2][0] else "no"
-        rows.append(f"| {name} | {cells} | {verdict} |")
-        print(rows[-1], flush=True)
-    table = ["| dataset | PatchTST pre-trained + fine-tuned | PatchTST from scratch | MiniRocket | 1-NN-DTW "
-             "| pre-trained ≥ MiniRocket |", "|---|---|---|---|---|---|", *rows]
-    header = (f"# Time-series classification: test accuracy (wall time)\n\n`python bench/time_series.py "
-              f"{' '.join(sys.argv[1:])}`".rstrip() + f" — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-              f"{os.cpu_count()} CPU cores, recipe config `{CONFIG}`"
-              f"{' + ' + ' '.join(extra) if extra else ''}.\n\n")
-    RESULTS.write_text(header + "\n".join(table) + "\n")
+        rows[name] = (f"| {name} | {cells} | {verdict} | {load:.1f} | {time.strftime('%H:%M', time.gmtime())} | "
+                      f"{' '.join(extra) or 'config as is'} |")
+        print(rows[name], flush=True)
+        _write(rows)
     print(f"\nwritten to {RESULTS}")
+
+
+HEADER = ("| dataset | PatchTST pre-trained + fine-tuned | PatchTST from scratch | MiniRocket | 1-NN-DTW "
+          "| pre-trained ≥ MiniRocket | load average at start | UTC | recipe overrides |")
+
+
+def _existing_rows():
+    if not RESULTS.exists():
+        return {}
+    lines = [line for line in RESULTS.read_text().splitlines() if line.startswith("| ") and line != HEADER]
+    return {line.split(" | ")[0][2:]: line for line in lines if not line.startswith("| dataset")}
+
+
+def _write(rows):
+    ordered = [rows[n] for n in DATASETS if n in rows] + [r for n, r in rows.items() if n not in DATASETS]
+    RESULTS.write_text(
+        "# Time-series classification: test accuracy (wall time)\n\n"
+        f"`python bench/time_series.py [DATASET ...] [-- recipe flags]`, {os.cpu_count()} CPU cores, recipe config "
+        f"`{CONFIG}`. PatchTST times are whole subprocess runs (start-up, pre-training, fine-tuning, prediction); "
+        "baselines are fit + predict (MiniRocket's first run includes numba compilation). The machine was shared "
+        "with other jobs when the load average exceeds 2: wall times are then upper bounds.\n\n"
+        + "\n".join([HEADER, "|---" * 9 + "|", *ordered]) + "\n")
 
 
 if __name__ == "__main__":
