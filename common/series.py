@@ -68,8 +68,8 @@ class SeriesArguments(args.DataArguments):
 def load(cfg, labelled=True) -> RawData:
     """Every split as rows of `series` (channels x time lists) + the label column (+ id when given).
     labelled=False: labels are not needed (pre-training)."""
-    raw = data.load(cfg, named=_load_ucr, readers={".ts": _read_ts})
     label = cfg.data.label_column_name
+    raw = data.load(cfg, named=_load_ucr, readers={".ts": lambda path, flag: _read_ts(path, flag, label)})
     for split, ds in list(raw.splits.items()):
         column = cfg.data.series_column_name or (SERIES if SERIES in ds.column_names else None)
         raw.splits[split] = _to_series_rows(ds, column, label, raw.sources[split])
@@ -91,24 +91,24 @@ def _load_ucr(data_args) -> Optional[RawData]:
         except Exception as err:  # unknown name, or not in the wheel and no network
             raise UserError(f"--dataset_name {name}: aeon could not load it ({str(err).splitlines()[0]}); offline, "
                             f"only the sets shipped in aeon's wheel load (e.g. ucr/GunPoint, ucr/BasicMotions)") from None
-        splits[split] = _rows(X, y)
+        splits[split] = _rows(X, y, data_args.label_column_name)
         sources[split] = f"{name} ({split} split, from aeon)"
     return RawData(splits, sources)
 
 
-def _read_ts(path, flag) -> datasets.Dataset:
+def _read_ts(path, flag, label) -> datasets.Dataset:
     from aeon.datasets import load_from_ts_file
     try:
         X, y = load_from_ts_file(path)
     except Exception as err:
         raise UserError(f"--{flag} {path}: could not be read as a .ts file: {str(err).splitlines()[0]}") from None
-    return _rows(X, y if y is not None and len(y) else None)
+    return _rows(X, y if y is not None and len(y) else None, label)
 
 
-def _rows(X, y) -> datasets.Dataset:
+def _rows(X, y, label) -> datasets.Dataset:
     columns = {SERIES: [np.asarray(x, dtype=np.float64).tolist() for x in X]}
     if y is not None:
-        columns["label"] = [str(v) for v in y]
+        columns[label] = [str(v) for v in y]
     return datasets.Dataset.from_dict(columns)
 
 
