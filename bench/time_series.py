@@ -83,6 +83,7 @@ def _existing_rows():
 
 
 def _write(rows):
+    rows = {**_existing_rows(), **rows}  # rows another run wrote meanwhile stay
     ordered = [rows[n] for n in DATASETS if n in rows] + [r for n, r in rows.items() if n not in DATASETS]
     RESULTS.write_text(
         "# Time-series classification: test accuracy (wall time)\n\n"

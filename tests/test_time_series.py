@@ -13,6 +13,7 @@ from transformers import PatchTSTForClassification, PatchTSTForPretraining
 
 from common import args, series
 from common.errors import UserError
+from common.labels import LabelSet
 from conftest import OFFLINE_ENV, ROOT, read_json, read_jsonl, run_recipe
 
 TASK = "time_series_classification"
@@ -72,7 +73,6 @@ def test_pretrain_then_fine_tune_carries_the_backbone_over(pretrained):
                                               path, "--output_dir", str(pretrained / "unused")])
     raw = series.load(cfg)
     arrays = series.to_arrays(raw)
-    from common.labels import LabelSet
     config = series.model_config(cfg, arrays, LabelSet.from_splits(raw, "label"))
     model = series.model_factory(config)(cfg.model)
     expected, loaded = backbone(source), backbone(model)
