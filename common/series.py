@@ -60,6 +60,10 @@ class SeriesArguments(args.DataArguments):
     model_dropout: float = field(default=0.1, metadata={"help": "Attention, feed-forward and head dropout of a "
                                                                 "new backbone (--dropout overrides any model's)."})
     mask_ratio: float = field(default=0.4, metadata={"help": "Pre-training: share of patches masked."})
+    torch_threads: Optional[int] = field(
+        default=1, metadata={"help": "CPU threads for torch. PatchTST's matrices are small here: one thread does "
+                                     "the work, and does not stall when the cores are shared (measured: 2 threads "
+                                     "ran many times slower on a busy 2-core machine). 0: torch's default."})
 
 
 # ---------------------------------------------------------------- loading
@@ -67,7 +71,9 @@ class SeriesArguments(args.DataArguments):
 
 def load(cfg, labelled=True) -> RawData:
     """Every split as rows of `series` (channels x time lists) + the label column (+ id when given).
-    labelled=False: labels are not needed (pre-training)."""
+    labelled=False: labels are not needed (pre-training). Also applies --torch_threads."""
+    if cfg.data.torch_threads:
+        torch.set_num_threads(cfg.data.torch_threads)
     label = cfg.data.label_column_name
     raw = data.load(cfg, named=_load_ucr, readers={".ts": lambda path, flag: _read_ts(path, flag, label)})
     for split, ds in list(raw.splits.items()):
