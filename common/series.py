@@ -66,14 +66,18 @@ class SeriesArguments(args.DataArguments):
                                      "ran many times slower on a busy 2-core machine). 0: torch's default."})
 
 
+def use_threads(count):
+    """--torch_threads: set before any work (0 keeps torch's default)."""
+    if count:
+        torch.set_num_threads(count)
+
+
 # ---------------------------------------------------------------- loading
 
 
 def load(cfg, labelled=True) -> RawData:
     """Every split as rows of `series` (channels x time lists) + the label column (+ id when given).
-    labelled=False: labels are not needed (pre-training). Also applies --torch_threads."""
-    if cfg.data.torch_threads:
-        torch.set_num_threads(cfg.data.torch_threads)
+    labelled=False: labels are not needed (pre-training)."""
     label = cfg.data.label_column_name
     raw = data.load(cfg, named=_load_ucr, readers={".ts": lambda path, flag: _read_ts(path, flag, label)})
     for split, ds in list(raw.splits.items()):

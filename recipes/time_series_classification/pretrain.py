@@ -21,6 +21,7 @@ from common.errors import exits_cleanly  # noqa: E402
 @exits_cleanly
 def main():
     cfg = args.parse(series.SeriesArguments)
+    series.use_threads(cfg.data.torch_threads)
     raw = series.load(cfg, labelled=False)
     arrays = series.to_arrays(raw)
     config = series.model_config(cfg, arrays)  # a new backbone sized to the data, or --model_name_or_path's

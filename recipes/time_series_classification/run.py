@@ -38,6 +38,7 @@ class TimeSeriesArguments(series.SeriesArguments):
 def main():
     cfg = args.parse(TimeSeriesArguments)
     d = cfg.data
+    series.use_threads(d.torch_threads)
 
     # Data and labels: ucr/NAME, .ts or csv/parquet rows; checked (columns, NaNs, channels) before anything is written.
     raw = series.load(cfg)
