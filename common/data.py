@@ -56,9 +56,11 @@ class ConllColumns(NamedTuple):
     tag_index: int = -1
 
 
-def load(cfg, conll: Optional[ConllColumns] = None) -> RawData:
+def load(cfg, conll: Optional[ConllColumns] = None, named=None, readers=None) -> RawData:
     """Load the splits the run needs (cfg: common.args.Config), apply sample limits, check emptiness.
-    conll: also read .conll/.txt files as CoNLL column files (word-level tagging recipes)."""
+    conll: also read .conll/.txt files as CoNLL column files (word-level tagging recipes).
+    named(data_args) -> RawData or None: a recipe's own datasets by name, tried before the Hub (time series:
+    ucr/NAME from aeon). readers: {extension: read(path, flag) -> Dataset} for formats only that recipe reads."""
     data, training = cfg.data, cfg.training
     for flag in ("max_train_samples", "max_eval_samples", "max_predict_samples"):
         limit = getattr(data, flag)
@@ -68,7 +70,7 @@ def load(cfg, conll: Optional[ConllColumns] = None) -> RawData:
     if percentage is not None and not 0 < percentage < 100:
         raise UserError(f"--validation_split_percentage must be between 1 and 99, got {percentage}")
     with training.main_process_first(desc="loading data"):
-        raw = _load_hub(data) if data.dataset_name else _load_files(data, conll)
+        raw = (named and named(data)) or (_load_hub(data) if data.dataset_name else _load_files(data, conll, readers))
     if percentage and raw.eval_names:
         raise UserError(f"--validation_split_percentage {percentage} holds out part of train, but evaluation data "
                         f"is given ({raw.sources[raw.eval_names[0]]}); drop one of them "
@@ -112,7 +114,7 @@ def _load_hub(data) -> RawData:
     return RawData(splits, {ours: f"Hub dataset {name} split '{theirs}'" for ours, theirs in wanted.items()})
 
 
-def _load_files(data, conll=None) -> RawData:
+def _load_files(data, conll=None, readers=None) -> RawData:
     files = {}  # an empty path ("") clears a file set in a config file
     if data.train_file:
         files[TRAIN] = ("train_file", data.train_file)
@@ -127,14 +129,14 @@ def _load_files(data, conll=None) -> RawData:
     if not files:
         raise UserError("no data given: pass --train_file/--validation_file/--test_file, "
                         "or --dataset_name for a Hub dataset")
-    splits = DatasetDict({name: read_file(path, flag, conll) for name, (flag, path) in files.items()})
+    splits = DatasetDict({name: read_file(path, flag, conll, readers) for name, (flag, path) in files.items()})
     return RawData(splits, {name: f"{path}" for name, (_, path) in files.items()})
 
 
-def read_file(path: str, flag: str = "file", conll: Optional[ConllColumns] = None) -> datasets.Dataset:
+def read_file(path: str, flag: str = "file", conll: Optional[ConllColumns] = None, readers=None) -> datasets.Dataset:
     """One local file as a Dataset; any problem becomes a one-line UserError naming the file."""
     ext = os.path.splitext(path)[1].lower()
-    readable = list(FORMATS) + (list(CONLL_EXTENSIONS) if conll else [])
+    readable = list(FORMATS) + (list(CONLL_EXTENSIONS) if conll else []) + list(readers or {})
     if ext not in readable:
         raise UserError(f"--{flag} {path}: unsupported extension '{ext or '(none)'}'; "
                         f"use one of {', '.join(readable)}")
@@ -144,6 +146,8 @@ def read_file(path: str, flag: str = "file", conll: Optional[ConllColumns] = Non
         raise UserError(f"--{flag} {path}: file is empty")
     if ext != ".parquet":
         _check_utf8(path, flag)
+    if ext in (readers or {}):
+        return readers[ext](path, flag)
     if ext in CONLL_EXTENSIONS:
         return read_conll(path, flag, conll)
     if ext == ".json" and (nested := _read_nested_squad(path, flag)) is not None:

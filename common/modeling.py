@@ -83,7 +83,7 @@ def add_lora(model, model_args, peft_task_type):
     targets = model_args.lora_target_modules
     if not targets:
         targets = None if model.config.model_type in KNOWN_TARGETS else "all-linear"
-    config = LoraConfig(task_type=getattr(TaskType, peft_task_type), r=model_args.lora_r,
+    config = LoraConfig(task_type=getattr(TaskType, peft_task_type) if peft_task_type else None, r=model_args.lora_r,
                         lora_alpha=model_args.lora_alpha, lora_dropout=model_args.lora_dropout,
                         target_modules=targets, modules_to_save=head_module_names(model))
     try:
@@ -100,7 +100,8 @@ def save_merged(model, tokenizer, output_dir):
     """LoRA weights folded into the base model: a plain model directory that loads without PEFT."""
     merged = model.merge_and_unload()
     merged.save_pretrained(output_dir)
-    tokenizer.save_pretrained(output_dir)
+    if tokenizer is not None:  # models without one (time series)
+        tokenizer.save_pretrained(output_dir)
 
 
 def load_trained(output_dir, auto_class):

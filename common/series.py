@@ -1,0 +1,344 @@
+"""Time series for classification with PatchTST: loading, checks, scaling, one length, model config,
+collator, and self-supervised masked-patch pre-training.
+
+Data come as
+- `--dataset_name ucr/NAME`: a UCR/UEA archive set read by aeon (the sets in aeon's wheel work offline);
+- `.ts` files (the UCR/UEA format, read by aeon);
+- csv/json/jsonl/parquet files, one row per series: a list-valued column (`--series_column_name`, a list
+  of lists for several channels, one inner list per channel), or else one numeric column per time step.
+
+Every series becomes an array of shape (channels, time). Then, in this order:
+- Trailing missing values (NaN, blank cells) mark the end of a shorter series and are dropped; any other
+  missing value stops the run with the row and column to fix; nothing is filled in silently.
+- Variable length: each series is resampled (linear interpolation) to `context_length`, by default the
+  longest training series; PatchTST has no attention mask over patches, so resampling, not padding.
+- Scaling: each channel of each series is z-normalised on its own (mean 0, std 1), so the model sees shape,
+  not level; the model's own scaler is off.
+"""
+import copy
+import dataclasses
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Optional
+
+import datasets
+import numpy as np
+import torch
+from transformers import PatchTSTConfig, PatchTSTForClassification, PatchTSTForPretraining, Trainer
+
+from common import args, artifacts, data, metrics, modeling
+from common.data import RawData, TEST, TRAIN
+from common.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+UCR_PREFIX = "ucr/"
+SERIES = "series"  # the column every loader produces: a list per channel
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj", "ff.0", "ff.3"]  # attention and MLP projections
+
+
+@dataclass
+class SeriesArguments(args.DataArguments):
+    series_column_name: Optional[str] = field(
+        default=None, metadata={"help": "List-valued column holding each series (a list per channel for "
+                                        "several channels). Default: 'series' if present, else every numeric "
+                                        "column but the label and 'id' is one time step, in file order."})
+    context_length: Optional[int] = field(
+        default=None, metadata={"help": "Series are resampled to this length. Default: the longest training "
+                                        "series, or the pre-trained checkpoint's length."})
+    patch_length: Optional[int] = field(default=None, metadata={"help": "Default: from the series length."})
+    patch_stride: Optional[int] = field(default=None, metadata={"help": "Default: half the patch length."})
+    pooling: str = field(default="mean", metadata={"help": "How patch embeddings become one vector per channel.",
+                                                   "choices": ["mean", "max"]})
+    # The shape of a new backbone; a checkpoint given by --model_name_or_path brings its own.
+    d_model: int = 64
+    num_hidden_layers: int = 3
+    num_attention_heads: int = 4
+    ffn_dim: int = 128
+    model_dropout: float = field(default=0.1, metadata={"help": "Attention, feed-forward and head dropout of a "
+                                                                "new backbone (--dropout overrides any model's)."})
+    mask_ratio: float = field(default=0.4, metadata={"help": "Pre-training: share of patches masked."})
+    torch_threads: Optional[int] = field(
+        default=1, metadata={"help": "CPU threads for torch. PatchTST's matrices are small here: one thread does "
+                                     "the work, and does not stall when the cores are shared (measured: 2 threads "
+                                     "ran many times slower on a busy 2-core machine). 0: torch's default."})
+
+
+def use_threads(count):
+    """--torch_threads: set before any work (0 keeps torch's default)."""
+    if count:
+        torch.set_num_threads(count)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load(cfg, labelled=True) -> RawData:
+    """Every split as rows of `series` (channels x time lists) + the label column (+ id when given).
+    labelled=False: labels are not needed (pre-training)."""
+    label = cfg.data.label_column_name
+    raw = data.load(cfg, named=_load_ucr, readers={".ts": lambda path, flag: _read_ts(path, flag, label)})
+    for split, ds in list(raw.splits.items()):
+        column = cfg.data.series_column_name or (SERIES if SERIES in ds.column_names else None)
+        raw.splits[split] = _to_series_rows(ds, column, label, raw.sources[split])
+    if labelled:
+        raw.require_columns({label: "label_column_name"}, optional_in_test=[label])
+    raw.series_column = cfg.data.series_column_name
+    return raw
+
+
+def _load_ucr(data_args) -> Optional[RawData]:
+    name = data_args.dataset_name or ""
+    if not name.lower().startswith(UCR_PREFIX):
+        return None  # any other name is a Hub dataset
+    from aeon.datasets import load_classification
+    splits, sources = datasets.DatasetDict(), {}
+    for split in (TRAIN, TEST):
+        try:
+            X, y = load_classification(name[len(UCR_PREFIX):], split=split)
+        except Exception as err:  # unknown name, or not in the wheel and no network
+            raise UserError(f"--dataset_name {name}: aeon could not load it ({str(err).splitlines()[0]}); offline, "
+                            f"only the sets shipped in aeon's wheel load (e.g. ucr/GunPoint, ucr/BasicMotions)") from None
+        splits[split] = _rows(X, y, data_args.label_column_name)
+        sources[split] = f"{name} ({split} split, from aeon)"
+    return RawData(splits, sources)
+
+
+def _read_ts(path, flag, label) -> datasets.Dataset:
+    from aeon.datasets import load_from_ts_file
+    try:
+        X, y = load_from_ts_file(path)
+    except Exception as err:
+        raise UserError(f"--{flag} {path}: could not be read as a .ts file: {str(err).splitlines()[0]}") from None
+    return _rows(X, y if y is not None and len(y) else None, label)
+
+
+def _rows(X, y, label) -> datasets.Dataset:
+    columns = {SERIES: [np.asarray(x, dtype=np.float64).tolist() for x in X]}
+    if y is not None:
+        columns[label] = [str(v) for v in y]
+    return datasets.Dataset.from_dict(columns)
+
+
+def _to_series_rows(ds, column, label, source) -> datasets.Dataset:
+    keep = [c for c in (label, "id") if c in ds.column_names]
+    if column is not None:
+        if column not in ds.column_names:
+            raise UserError(f"{source}: no column '{column}' (set by --series_column_name); columns there: "
+                            f"{', '.join(ds.column_names)}")
+        values = [_parse_cell(v, source, i, column) for i, v in enumerate(ds[column])]
+    else:  # one column per time step
+        steps = [c for c in ds.column_names if c not in keep]
+        not_numeric = [c for c in steps if getattr(ds.features[c], "dtype", "") not in _NUMERIC]
+        if not steps or not_numeric:
+            raise UserError(f"{source}: column '{(not_numeric or ['(none)'])[0]}' is not a number per time step; "
+                            f"name the list-valued series column with --series_column_name, or keep only the label, "
+                            f"'id' and one numeric column per time step")
+        table = ds.select_columns(steps).to_pandas().to_numpy(dtype=np.float64)  # blank cells: NaN
+        values = [[row.tolist()] for row in table]
+    rows = {SERIES: values, **{c: ds[c] for c in keep}}
+    return datasets.Dataset.from_dict(rows)
+
+
+_NUMERIC = {"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "float16", "float32", "float64", "double"}
+
+
+def _parse_cell(value, source, row, column):
+    if isinstance(value, str):  # csv holds lists as text: "[1, 2, 3]" or "[[1, 2], [3, 4]]"
+        try:
+            value = json.loads(value.replace("nan", "NaN"))
+        except json.JSONDecodeError:
+            value = None
+    if not isinstance(value, (list, tuple)) or not value:
+        raise UserError(f"{source}: data row {row + 1} of column '{column}' is not a list of numbers (or a list per "
+                        f"channel); got {str(value)[:40]!r}")
+    return [[np.nan if v is None else v for v in channel] for channel in value] \
+        if isinstance(value[0], (list, tuple)) else [[np.nan if v is None else v for v in value]]
+
+
+# ---------------------------------------------------------------- checks and arrays
+
+
+def to_arrays(raw) -> dict:
+    """split -> list of float arrays (channels, time), checked: no missing values inside a series, the same
+    channel count in every series of every split (the training data's)."""
+    arrays = {split: [_checked(np.asarray(v, dtype=np.float64), raw.sources[split], i) for i, v in enumerate(ds[SERIES])]
+              for split, ds in raw.splits.items()}
+    expected = where = None
+    for split, values in arrays.items():
+        counts = sorted({len(v) for v in values})
+        if len(counts) > 1:
+            raise UserError(f"{raw.sources[split]}: series have {counts[0]} to {counts[-1]} channels; every series "
+                            f"needs the same channels, in the same order")
+        if expected is None:
+            expected, where = counts[0], f"{raw.sources[split]} ({split})"
+        elif counts[0] != expected:
+            raise UserError(f"{raw.sources[split]}: series have {counts[0]} channel(s) (column '{_column(raw)}'), "
+                            f"{where} has {expected}; give every split the same channels, in the same order")
+    return arrays
+
+
+def _column(raw):
+    return getattr(raw, "series_column", None) or SERIES
+
+
+def _checked(series, source, row):
+    if series.ndim != 2 or series.shape[1] == 0:
+        raise UserError(f"{source}: data row {row + 1}: a series must be a list of numbers, or a list per channel "
+                        f"of equal length")
+    observed = ~np.isnan(series).all(axis=0)
+    end = len(observed) - int(np.argmax(observed[::-1])) if observed.any() else 0
+    series = series[:, :end]  # trailing missing values: a shorter series
+    if end < 2:
+        raise UserError(f"{source}: data row {row + 1}: the series has fewer than 2 values")
+    bad = np.argwhere(~np.isfinite(series))
+    if len(bad):
+        channel, step = bad[0]
+        raise UserError(f"{source}: data row {row + 1} has a missing or infinite value at time step {step + 1} of "
+                        f"channel {channel + 1}; fill it (e.g. interpolate) or drop the row: values are never "
+                        f"filled in silently")
+    return series
+
+
+def prepare(series, length) -> np.ndarray:
+    """(channels, time) -> (length, channels): resampled to `length`, each channel z-normalised."""
+    if series.shape[1] != length:
+        old, new = np.linspace(0, 1, series.shape[1]), np.linspace(0, 1, length)
+        series = np.stack([np.interp(new, old, channel) for channel in series])
+    std = series.std(axis=1, keepdims=True)
+    series = (series - series.mean(axis=1, keepdims=True)) / np.where(std > 1e-8, std, 1.0)
+    return series.T.astype(np.float32)
+
+
+def features(arrays, length, label_set=None, raw=None, label_column=None) -> dict:
+    """split -> list of model inputs {past_values, target_values (when labelled)}."""
+    out = {}
+    for split, values in arrays.items():
+        labels = raw.splits[split][label_column] if label_set and label_column in raw.splits[split].column_names \
+            else None
+        if labels is not None and not all(label_set.is_labelled(v) for v in labels):
+            labels = None  # a test split without gold labels
+        out[split] = [{"past_values": prepare(v, length),
+                       **({"target_values": label_set.encode(labels[i])} if labels is not None else {})}
+                      for i, v in enumerate(values)]
+    return out
+
+
+def collate(rows):
+    batch = {"past_values": torch.from_numpy(np.stack([r["past_values"] for r in rows]))}
+    if "target_values" in rows[0]:
+        batch["target_values"] = torch.tensor([r["target_values"] for r in rows], dtype=torch.long)
+    return batch
+
+
+# ---------------------------------------------------------------- model
+
+
+def model_config(cfg, arrays, label_set=None) -> PatchTSTConfig:
+    """A checkpoint's config (--model_name_or_path), or a new one sized to the data and the flags; with the
+    task's labels when label_set is given."""
+    d, path = cfg.data, cfg.model.model_name_or_path
+    channels = len(arrays[next(iter(arrays))][0])
+    if path:
+        config = modeling._from_pretrained(PatchTSTConfig, path, cfg.model)
+        if d.context_length and d.context_length != config.context_length:
+            raise UserError(f"--context_length {d.context_length}: the model {path} was trained on length "
+                            f"{config.context_length}; drop --context_length")
+        if config.num_input_channels != channels:
+            raise UserError(f"--model_name_or_path {path} was trained on {config.num_input_channels} channel(s), the "
+                            f"data have {channels}; pre-train on series with these channels, or pick the matching model")
+    else:
+        lengths = [v.shape[1] for v in arrays[TRAIN if TRAIN in arrays else next(iter(arrays))]]
+        length = d.context_length or max(lengths)
+        patch = d.patch_length or default_patch_length(length)
+        if patch >= length:
+            raise UserError(f"--patch_length {patch}: must be shorter than the series ({length} steps)")
+        config = PatchTSTConfig(
+            num_input_channels=channels, context_length=length, patch_length=patch,
+            patch_stride=d.patch_stride or max(1, patch // 2), d_model=d.d_model, num_hidden_layers=d.num_hidden_layers,
+            num_attention_heads=d.num_attention_heads, ffn_dim=d.ffn_dim, attention_dropout=d.model_dropout,
+            ff_dropout=d.model_dropout, head_dropout=d.model_dropout, scaling=None)  # scaled in prepare()
+    config.pooling_type = d.pooling
+    if cfg.model.dropout is not None:
+        config.attention_dropout = config.ff_dropout = config.head_dropout = cfg.model.dropout
+    if label_set is not None:
+        config.num_targets = label_set.num_labels
+        config.id2label, config.label2id = label_set.id2label, label_set.label2id
+    return config
+
+
+def default_patch_length(length) -> int:
+    """About 16 patches of 50% overlap over the series, patches of 2 to 16 steps."""
+    return int(min(16, max(2, length // 8)))
+
+
+def model_factory(config, pretrained=None):
+    """make_model(model_args) for training.build_trainer: a new PatchTSTForClassification, or one whose
+    backbone (`model.*`) comes from a checkpoint (`pretrained`, else --model_name_or_path), pre-trained or
+    fine-tuned; the head starts fresh when its shape differs. Then --freeze_encoder (a linear probe) or --lora
+    on the attention and MLP projections."""
+    def make_model(model_args):
+        path = pretrained or model_args.model_name_or_path
+        if model_args.freeze_encoder and model_args.lora:
+            raise UserError("--freeze_encoder and --lora both decide what trains: choose one")
+        if not path and (model_args.freeze_encoder or model_args.lora):
+            raise UserError(f"--{'freeze_encoder' if model_args.freeze_encoder else 'lora'} needs a pre-trained "
+                            f"backbone: pass --model_name_or_path or --pretrain_epochs")
+        if path:
+            model = PatchTSTForClassification.from_pretrained(path, config=copy.deepcopy(config),
+                                                              ignore_mismatched_sizes=True)
+        else:
+            model = PatchTSTForClassification(copy.deepcopy(config))
+        if model_args.freeze_encoder:
+            modeling.freeze_encoder(model)
+        if model_args.lora:
+            model_args = dataclasses.replace(model_args, lora_target_modules=model_args.lora_target_modules or LORA_TARGETS)
+            model = modeling.add_lora(model, model_args, peft_task_type=None)
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        logger.warning("trainable parameters: %s of %s", f"{trainable:,}", f"{sum(p.numel() for p in model.parameters()):,}")
+        return model
+    return make_model
+
+
+def pretraining_model(config, mask_ratio) -> PatchTSTForPretraining:
+    """Masked-patch reconstruction: a share of patches is zeroed, the model restores them (MSE on those)."""
+    config = copy.deepcopy(config)
+    config.update(dict(do_mask_input=True, mask_type="random", random_mask_ratio=mask_ratio, num_targets=1,
+                       id2label=None, label2id=None))
+    return PatchTSTForPretraining(config)
+
+
+def pretrain(config, train_features, training_args, output_dir, epochs, mask_ratio, learning_rate=None) -> dict:
+    """Pre-train a backbone on the training series (labels unused) and save it to output_dir: the
+    --pretrain_epochs convenience of the recipe. Returns the training metrics."""
+    pretrain_args = dataclasses.replace(
+        training_args, output_dir=output_dir, num_train_epochs=epochs, eval_strategy="no", save_strategy="no",
+        load_best_model_at_end=False, do_eval=False, do_predict=False, label_names=[],
+        learning_rate=learning_rate or training_args.learning_rate, metric_for_best_model=None)
+    unlabelled = [{"past_values": f["past_values"]} for f in train_features]
+    trainer = Trainer(model=pretraining_model(config, mask_ratio), args=pretrain_args, train_dataset=unlabelled,
+                      data_collator=collate)
+    result = trainer.train()
+    trainer.save_model(output_dir)
+    trainer.accelerator.wait_for_everyone()  # under accelerate launch, all processes then load the saved backbone
+    return result.metrics
+
+
+# ---------------------------------------------------------------- outputs
+
+
+def prediction_writer(label_set, label_column):
+    """<split>_predictions.jsonl (predictions.jsonl for test): id, predicted_label, probabilities, label."""
+    def write(split, output, raw_split, output_dir):
+        scores = metrics.scores_from_logits(output.predictions, label_set.problem_type)
+        ids = raw_split["id"] if "id" in raw_split.column_names else range(len(raw_split))
+        gold = raw_split[label_column] if label_column in raw_split.column_names else [None] * len(raw_split)
+        rows = [{"id": i, "predicted_label": label_set.names[int(np.argmax(s))],
+                 "probabilities": {n: round(float(p), 6) for n, p in zip(label_set.names, s)},
+                 **({"label": label_set.names[label_set.encode(g)]} if label_set.is_labelled(g) else {})}
+                for i, s, g in zip(ids, scores, gold)]
+        stem = "predictions" if split == TEST else f"{split}_predictions"
+        artifacts.write_jsonl(os.path.join(output_dir, f"{stem}.jsonl"), rows)
+    return write

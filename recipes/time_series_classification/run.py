@@ -1,0 +1,73 @@
+"""Time-series classification: fine-tune a PatchTST transformer, pre-trained on the series themselves.
+
+No pre-trained time-series weights are downloaded: `--pretrain_epochs N` first pre-trains the backbone by
+masked-patch reconstruction on the training split's series (never the evaluation or test series), then
+fine-tunes it with a classification head. Or pre-train once with pretrain.py and pass its output as
+--model_name_or_path. Without either, PatchTST trains from scratch.
+
+    python recipes/time_series_classification/run.py recipes/time_series_classification/config.yaml
+    python recipes/time_series_classification/run.py config.yaml --dataset_name ucr/BasicMotions
+    python recipes/time_series_classification/run.py config.yaml --model_name_or_path outputs/ts_pretrain
+"""
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+sys.path.insert(0, next(str(p) for p in Path(__file__).resolve().parents if (p / "common").is_dir()))
+
+from common import args, classification, metrics, series, training  # noqa: E402
+from common.data import TRAIN  # noqa: E402
+from common.errors import UserError, exits_cleanly  # noqa: E402
+from common.labels import SINGLE, LabelSet  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TimeSeriesArguments(series.SeriesArguments):
+    pretrain_epochs: int = field(
+        default=0, metadata={"help": "First pre-train the backbone for this many epochs on the training split's "
+                                     "series (masked patches; saved in output_dir/pretrained), then fine-tune it."})
+    pretrain_learning_rate: Optional[float] = field(default=None, metadata={"help": "Default: --learning_rate."})
+
+
+@exits_cleanly
+def main():
+    cfg = args.parse(TimeSeriesArguments)
+    d = cfg.data
+    series.use_threads(d.torch_threads)
+
+    # Data and labels: ucr/NAME, .ts or csv/parquet rows; checked (columns, NaNs, channels) before anything is written.
+    raw = series.load(cfg)
+    label_set = LabelSet.from_splits(raw, d.label_column_name, d.label_list, d.strict_labels, problem_type=SINGLE)
+    classification.drop_unlabelled(raw, label_set, d.label_column_name)
+    arrays = series.to_arrays(raw)
+
+    # Model shape from the data (channels, length, patches) or from the checkpoint; series resampled and scaled to it.
+    if d.pretrain_epochs and (cfg.model.model_name_or_path or not cfg.training.do_train):
+        raise UserError("--pretrain_epochs pre-trains a new backbone before training: drop --model_name_or_path, "
+                        "and pass --do_train")
+    config = series.model_config(cfg, arrays, label_set)
+    encoded = series.features(arrays, config.context_length, label_set, raw, d.label_column_name)
+    cfg.training.label_names = ["target_values"]  # PatchTST's name for the labels
+
+    # Optional self-supervised pre-training on the training series only; its backbone is then fine-tuned.
+    pretrained = None
+    if d.pretrain_epochs:
+        pretrained = os.path.join(cfg.training.output_dir, "pretrained")
+        result = series.pretrain(config, encoded[TRAIN], cfg.training, pretrained, d.pretrain_epochs, d.mask_ratio,
+                                 d.pretrain_learning_rate)
+        logger.warning("pre-trained on %d training series: loss %.4f, saved in %s", len(encoded[TRAIN]),
+                       result["train_loss"], pretrained)
+
+    trainer = training.build_trainer(
+        cfg, series.model_factory(config, pretrained), None, encoded, series.collate,
+        compute_metrics=metrics.for_labels(label_set), main_metric=metrics.main_metric(SINGLE))
+    training.run(trainer, cfg, raw, encoded, series.prediction_writer(label_set, d.label_column_name))
+
+
+if __name__ == "__main__":
+    main()
