@@ -2,7 +2,7 @@
 
     python -m common.copy_recipe ner ~/work/drug_ner
 
-Copies recipes/<recipe>/ (run.py, config.yaml, README.md), common/ (the shared code run.py imports,
+Copies recipes/<recipe>/ (run.py, config.yaml, README.md and any other file there), common/ (the shared code run.py imports,
 found next to it) and requirements.txt, then prints what to edit next. The copy needs no install of
 this project: `cd ~/work/drug_ner && python -m common.demo_data demo_data && python run.py config.yaml`.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 from common.errors import UserError, exits_cleanly
 
 ROOT = Path(__file__).resolve().parents[1]
-RECIPE_FILES = ("run.py", "config.yaml", "README.md")
+RECIPE_FILE_TYPES = (".py", ".yaml", ".yml", ".json", ".md")  # not outputs/ or caches a user left there
 
 # What to edit first, per recipe: columns in the config, the labels, and the one task-specific function.
 NEXT_STEPS = {
@@ -36,6 +36,11 @@ NEXT_STEPS = {
         "SQuAD JSON files need no change",
         "none: answers are spans of the context; unanswerable questions switch on version_2_with_negative",
         "span_extraction.window_encoder (common/span_extraction.py): how a question and its context become windows"),
+    "time_series_classification": (
+        "series_column_name (a list per row, a list of lists when multivariate) or one column per time step, "
+        "and label_column_name; or dataset_name: ucr/NAME, or .ts files",
+        "found in your data (any names); label_list fixes the set and its order",
+        "series.prepare (common/series.py): resampling to context_length and per-channel scaling"),
 }
 
 
@@ -56,9 +61,9 @@ def copy(recipe: str, dest: str) -> Path:
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise UserError(f"{dest} already exists and is not empty; choose a new folder")
     dest.mkdir(parents=True, exist_ok=True)
-    for name in RECIPE_FILES:
-        source = ROOT / "recipes" / recipe / name
-        if source.is_file():  # paths in the docs and comments as they are in the copy
+    for source in sorted((ROOT / "recipes" / recipe).iterdir()):
+        name = source.name
+        if source.is_file() and source.suffix in RECIPE_FILE_TYPES:  # paths in docs and comments as in the copy
             text = source.read_text(encoding="utf-8").replace(f"recipes/{recipe}/", "")
             (dest / name).write_text(text, encoding="utf-8")
             shutil.copymode(source, dest / name)
@@ -72,7 +77,7 @@ def next_steps(recipe: str, dest: Path) -> str:
     columns, labels, function = NEXT_STEPS.get(recipe, ("the data columns", "the label set", "run.py"))
     shown = os.path.relpath(dest) if not os.path.relpath(dest).startswith("..") else str(dest)
     return "\n".join([
-        f"copied recipe '{recipe}' to {shown}/ (run.py, config.yaml, README.md, common/, requirements.txt)",
+        f"copied recipe '{recipe}' to {shown}/ ({', '.join(sorted(p.name + '/' * p.is_dir() for p in dest.iterdir()))})",
         "try it on the demo data first:",
         f"    cd {shown} && python -m common.demo_data demo_data && python run.py config.yaml",
         "then edit:",

@@ -4,7 +4,7 @@
     README.md                the model card: data, command, resolved config, results, how to load it
     <split>_<what>.png       task plots, drawn by the recipes' prediction writers (no prefix for test):
                              confusion_matrix (classification, NLI), entity_scores (NER),
-                             scores_by_answer_length (QA)
+                             scores_by_answer_length (QA), examples (time series)
 
 A recipe adds its own plot with `task_plot(output_dir, split, "examples", draw)`, where draw(figure)
 fills a matplotlib Figure; called from a prediction writer, it runs on the main process only.
@@ -180,8 +180,10 @@ def model_card(trainer, cfg, all_results) -> str:
     hub, then what was trained on what, how, the results, the plots and how to load it."""
     output_dir = cfg.training.output_dir
     model_name = cfg.model.model_name_or_path
-    base_model = DEFAULT_BASE_MODEL if model_name is None else None if os.path.isdir(model_name) else model_name
     model = trainer.model.get_base_model() if hasattr(trainer.model, "get_base_model") else trainer.model  # LoRA
+    # No model given: the packaged default (a BERT), or a recipe's own new model (time series: PatchTST).
+    start = model_name or (DEFAULT_BASE_MODEL if model.config.model_type == "bert" else None)
+    base_model = None if start is None or os.path.isdir(start) else start
     architecture = type(model).__name__
     pipeline_tag = next((tag for suffix, tag in PIPELINE_TAGS.items() if architecture.endswith(suffix)), None)
     recipe = os.path.basename(os.path.dirname(os.path.abspath(sys.argv[0])))
@@ -197,15 +199,15 @@ def model_card(trainer, cfg, all_results) -> str:
     sections = [
         "---\n" + yaml.safe_dump(metadata, sort_keys=False) + "---",
         f"# {os.path.basename(os.path.abspath(output_dir))}",
-        f"Fine-tuned from `{model_name or DEFAULT_BASE_MODEL}` ({architecture}) by the `{recipe}` recipe of "
-        f"fine-tuning-recipes, with the Hugging Face `Trainer`.",
+        (f"Fine-tuned from `{start}`" if start else "Trained from a new model")
+        + f" ({architecture}) by the `{recipe}` recipe of fine-tuning-recipes, with the Hugging Face `Trainer`.",
         "## Data\n\n" + _data_lines(cfg.data, all_results),
         "## Results\n\n" + _results_table(all_results) + f"\n\nThe same numbers are in `{FINISHED_MARKER}`.",
         *(["## Plots\n\n" + "\n".join(f"![{p[:-4]}]({p})" for p in plots)] if plots else []),
         "## Command\n\n```bash\n" + _command(trainer) + "\n```",
         f"## Configuration (`{RESOLVED_CONFIG_NAME}`: rerun with `run.py {RESOLVED_CONFIG_NAME}`)\n\n"
         f"```yaml\n{config_text.rstrip()}\n```",
-        "## Use it\n\n" + _usage(pipeline_tag, output_dir),
+        "## Use it\n\n" + _usage(pipeline_tag, architecture, output_dir),
         "## Framework versions\n\n" + _versions(),
     ]
     return "\n\n".join(sections) + "\n"
@@ -238,7 +240,7 @@ def _command(trainer):
     return shlex.join([*launcher, script, *sys.argv[1:]])
 
 
-def _usage(pipeline_tag, output_dir):
+def _usage(pipeline_tag, architecture, output_dir):
     model = output_dir  # as given on the command line; after pushing the folder to a hub, its repository id
     if pipeline_tag == "question-answering":  # transformers 5 has no question-answering pipeline
         body = (f"from common.span_extraction import answer  # from the recipe's common/ folder\n"
@@ -250,7 +252,7 @@ def _usage(pipeline_tag, output_dir):
         body = (f"from transformers import pipeline\n\nclassify = pipeline(\"text-classification\", model={model!r})\n"
                 f"print(classify(\"a text\"))  # a pair: classify({{\"text\": a, \"text_pair\": b}})")
     else:
-        body = f"from transformers import AutoModel\n\nmodel = AutoModel.from_pretrained({model!r})"
+        body = f"from transformers import {architecture}\n\nmodel = {architecture}.from_pretrained({model!r})"
     return f"```python\n{body}\n```"
 
 
@@ -259,3 +261,23 @@ def _versions():
     import torch
     import transformers
     return "\n".join(f"- {m.__name__} {m.__version__}" for m in (transformers, torch, datasets))
+
+
+def draw_series_examples(figure, series, gold, predicted, names, per_class=3):
+    """A few series of each gold class (one row of panels per class; every channel drawn), titled with the
+    predicted label: green when right, red when wrong."""
+    shown = [[i for i, g in enumerate(gold) if g == name][:per_class] for name in names]
+    shown = [(name, rows) for name, rows in zip(names, shown) if rows][:8]  # beyond 8 classes: the first 8
+    grid = figure.subplots(len(shown), per_class, squeeze=False, sharex=True)
+    for (name, rows), axes_row in zip(shown, grid):
+        axes_row[0].set_ylabel(f"gold: {name}", fontsize=8)
+        for axes, i in zip(axes_row, rows + [None] * (per_class - len(rows))):
+            if i is None:
+                axes.axis("off")
+                continue
+            for channel in np.atleast_2d(np.asarray(series[i], dtype=float)):
+                axes.plot(channel, linewidth=0.8)
+            axes.set_title(f"predicted: {predicted[i]}", fontsize=8,
+                           color="tab:green" if predicted[i] == name else "tab:red")
+            axes.tick_params(labelsize=6)
+    figure.suptitle(f"examples per class ({len(gold)} series)")

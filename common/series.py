@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from transformers import PatchTSTConfig, PatchTSTForClassification, PatchTSTForPretraining, Trainer
 
-from common import args, artifacts, data, metrics, modeling
+from common import args, artifacts, data, metrics, modeling, reports
 from common.data import RawData, TEST, TRAIN
 from common.errors import UserError
 
@@ -341,4 +341,12 @@ def prediction_writer(label_set, label_column):
                 for i, s, g in zip(ids, scores, gold)]
         stem = "predictions" if split == TEST else f"{split}_predictions"
         artifacts.write_jsonl(os.path.join(output_dir, f"{stem}.jsonl"), rows)
+        if all("label" in row for row in rows):  # plots need gold labels
+            golds, predicted = [r["label"] for r in rows], [r["predicted_label"] for r in rows]
+            ids = [label_set.names.index(name) for name in golds], [label_set.names.index(n) for n in predicted]
+            n = len(label_set.names)
+            reports.task_plot(output_dir, split, "confusion_matrix", lambda figure: reports.draw_confusion_matrix(
+                figure, *ids, label_set.names), size=(4 + 0.5 * n, 3 + 0.5 * n))
+            reports.task_plot(output_dir, split, "examples", lambda figure: reports.draw_series_examples(
+                figure, raw_split[SERIES], golds, predicted, label_set.names), size=(9, 1.6 + 1.6 * min(n, 8)))
     return write
