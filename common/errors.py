@@ -7,6 +7,10 @@ class UserError(Exception):
     """Bad input from the user. Printed as a single line, never as a traceback."""
 
 
+class DivergedLoss(UserError):
+    """The training loss became nan/inf. Stops a run; in a search it prunes the trial instead."""
+
+
 def exits_cleanly(main):
     """Decorate a recipe's main(): a UserError becomes `error: ...` on stderr and exit code 2."""
 

@@ -21,7 +21,7 @@ import torch
 
 from common import artifacts
 from common.args import did_you_mean, read_config_file
-from common.errors import UserError
+from common.errors import DivergedLoss, UserError
 
 logger = logging.getLogger(__name__)
 
@@ -144,6 +144,9 @@ class SearchTrainerMixin:
         except optuna.TrialPruned:
             outcome = "pruned"
             raise
+        except DivergedLoss as err:  # a diverging setting is a bad trial, not the end of the search
+            outcome = f"pruned ({str(err).split(':')[0]})"
+            raise optuna.TrialPruned() from err
         except SurplusTrial:
             outcome = "not run (the study has its trials)"
             raise
@@ -312,10 +315,14 @@ def run(trainer, cfg) -> Optional[optuna.trial.FixedTrial]:
           f"{cfg.run.hpo_trials} trials; optimising {search.metric} ({'max' if search.maximize else 'min'})",
           flush=True)
     if remaining > 0:
-        trainer.hyperparameter_search(
-            hp_space=search.hp_space, compute_objective=search.objective, n_trials=remaining,
-            direction=study.direction.name.lower(), backend="optuna", timeout=cfg.run.hpo_timeout,
-            gc_after_trial=True, catch=(SurplusTrial,), **search.study_kwargs(storage))
+        try:
+            trainer.hyperparameter_search(
+                hp_space=search.hp_space, compute_objective=search.objective, n_trials=remaining,
+                direction=study.direction.name.lower(), backend="optuna", timeout=cfg.run.hpo_timeout,
+                gc_after_trial=True, catch=(SurplusTrial,), **search.study_kwargs(storage))
+        except ValueError:  # transformers reads study.best_trial, which raises when no trial finished
+            if study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+                raise  # _report below says so in one line
     if trainer.args.world_size > 1:
         _broadcast(None)  # the search is over for the ranks following this one
     best = _report(study, search, cfg.training.output_dir)
@@ -363,10 +370,12 @@ def _check_same_space(study, space):
 
 
 def _report(study, search, output_dir):
+    frame = study.trials_dataframe(attrs=("number", "state", "value", "params", "user_attrs", "duration"))
+    artifacts.write_text(os.path.join(output_dir, TRIALS), frame.to_csv(index=False))
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not complete:
         raise UserError(f"search: no trial of study '{study.study_name}' finished (all pruned or failed); "
-                        f"see {os.path.join(output_dir, TRIALS)}, widen --hpo_space or use --hpo_pruner none")
+                        f"see {os.path.join(output_dir, TRIALS)}, change --hpo_space or use --hpo_pruner none")
     best = study.best_trial
     states = [t.state.name.lower() for t in study.get_trials(deepcopy=False)]
     artifacts.write_json(os.path.join(output_dir, BEST_RUN), {
@@ -374,8 +383,6 @@ def _report(study, search, output_dir):
         "direction": "maximize" if search.maximize else "minimize", "params": best.params,
         "trials": {state: states.count(state) for state in sorted(set(states))},
         "study_name": study.study_name, "search_seconds": round(time.time() - search.started, 1)})
-    frame = study.trials_dataframe(attrs=("number", "state", "value", "params", "user_attrs", "duration"))
-    artifacts.write_text(os.path.join(output_dir, TRIALS), frame.to_csv(index=False))
     _plot(study, output_dir)
     return best
 

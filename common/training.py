@@ -14,7 +14,7 @@ from common import args as arguments
 from common import artifacts, modeling, reports, search
 from common import data
 from common.data import TEST, TRAIN
-from common.errors import UserError
+from common.errors import DivergedLoss, UserError
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class RecipeTrainer(Trainer):
             value = loss.float().sum().item()
             if not math.isfinite(value):
                 args = self.args
-                raise UserError(
+                raise DivergedLoss(
                     f"loss became {value} at step {step} (epoch {self.state.epoch or 0:.2f}): training diverged; "
                     f"lower --learning_rate (now {args.learning_rate:g}), use --bf16 instead of --fp16"
                     f"{' (on now)' if args.fp16 else ''}, or clip gradients with --max_grad_norm (now "

@@ -184,3 +184,17 @@ def test_windowed_recipes_search_on_their_word_and_answer_metrics(tiny_model, de
     best = read_json(out / "best_run.json")
     assert best["metric"] == "eval_f1" and best["direction"] == "maximize"
     assert read_json(out / "all_results.json")["eval_f1"] >= 0
+
+
+def test_a_diverging_trial_is_pruned_and_the_search_goes_on(tiny_model, demo_data, tmp_path):
+    """The nan guard stops a plain run; in a search it prunes that trial, and the next one still runs."""
+    out = tmp_path / "out"
+    space = _space(tmp_path, learning_rate={"low": 1e29, "high": 1e30, "log": True}, num_train_epochs=[1])
+    proc = run_recipe(TASK, *_search_args(tiny_model, demo_data, out, space, "--hpo_trials", "2", "--hpo_seed", "0"),
+                      check=False)
+    assert proc.stdout.count("pruned (loss became nan at step") == 2, proc.stdout[-2000:]
+    assert proc.returncode == 2 and "no trial of study 'search' finished" in proc.stderr.strip().splitlines()[-1]
+    states = [t.state for t in _study(out / "hpo.db").get_trials()]
+    assert states == [optuna.trial.TrialState.PRUNED] * 2
+    assert len((out / "trials.csv").read_text().strip().splitlines()) == 1 + 2
+    assert not (out / "all_results.json").exists()
