@@ -76,7 +76,7 @@ def draw_learning_curve(figure, log_history, main_metric, final_results=None):
     last_step = max([e.get("step", 0) for e in log_history] or [0])
     final_results = final_results or {}
     loss_axes, metric_axes = figure.subplots(1, 2)
-    for points, label, style, color in ((train, "training loss", "-", "tab:blue"),
+    for points, label, style, color in ((train, "training loss", ".-", "tab:blue"),
                                         (evals, "evaluation loss", "o-", "tab:orange")):
         if points:
             loss_axes.plot(*zip(*points), style, color=color, label=label)
