@@ -90,6 +90,5 @@ def prediction_writer(label_set, text_columns, label_column, threshold=0.5):
             report = metrics.per_class_report(predicted, output.label_ids, names)
             artifacts.write_json(os.path.join(output_dir, f"{stem.replace('predictions', 'per_class')}.json"),
                                  report)
-            reports.task_plot(output_dir, split, "confusion_matrix", lambda figure: reports.draw_confusion_matrix(
-                figure, output.label_ids, predicted, names), size=(4 + 0.5 * len(names), 3 + 0.5 * len(names)))
+            reports.confusion_matrix_plot(output_dir, split, output.label_ids, predicted, names)
     return write

@@ -103,6 +103,13 @@ def draw_learning_curve(figure, log_history, main_metric, final_results=None):
 
 # ---- task plots, called by the prediction writers ----
 
+def confusion_matrix_plot(output_dir, split, gold_ids, predicted_ids, names):
+    """<split>_confusion_matrix.png, sized to the number of labels."""
+    n = len(names)
+    return task_plot(output_dir, split, "confusion_matrix", lambda figure: draw_confusion_matrix(
+        figure, gold_ids, predicted_ids, names), size=(4 + 0.5 * n, 3 + 0.5 * n))
+
+
 def draw_confusion_matrix(figure, gold_ids, predicted_ids, names):
     """Counts, gold labels as rows; each cell also shows its share of the row (recall on the diagonal)."""
     n = len(names)

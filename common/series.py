@@ -342,11 +342,9 @@ def prediction_writer(label_set, label_column):
         stem = "predictions" if split == TEST else f"{split}_predictions"
         artifacts.write_jsonl(os.path.join(output_dir, f"{stem}.jsonl"), rows)
         if all("label" in row for row in rows):  # plots need gold labels
-            golds, predicted = [r["label"] for r in rows], [r["predicted_label"] for r in rows]
-            ids = [label_set.names.index(name) for name in golds], [label_set.names.index(n) for n in predicted]
-            n = len(label_set.names)
-            reports.task_plot(output_dir, split, "confusion_matrix", lambda figure: reports.draw_confusion_matrix(
-                figure, *ids, label_set.names), size=(4 + 0.5 * n, 3 + 0.5 * n))
+            predicted = np.argmax(scores, axis=-1)
+            reports.confusion_matrix_plot(output_dir, split, output.label_ids, predicted, label_set.names)
             reports.task_plot(output_dir, split, "examples", lambda figure: reports.draw_series_examples(
-                figure, raw_split[SERIES], golds, predicted, label_set.names), size=(9, 1.6 + 1.6 * min(n, 8)))
+                figure, raw_split[SERIES], [r["label"] for r in rows], [r["predicted_label"] for r in rows],
+                label_set.names), size=(9, 1.6 + 1.6 * min(len(label_set.names), 8)))
     return write

@@ -1,5 +1,5 @@
-"""SQuAD answers and the official SQuAD v1.1 / v2.0 metrics, implemented here (evaluate.load("squad")
-downloads its script from the Hub and fails offline).
+"""SQuAD answers and the official SQuAD v1.1 / v2.0 metrics, implemented here (the Hub's "squad" metric
+module for `evaluate` downloads its script and fails offline).
 
 Semantics follow the official evaluation scripts: answers are normalised (lower case, no punctuation,
 no articles a/an/the, single spaces), each prediction scores the maximum over its gold answers, and
