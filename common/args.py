@@ -40,6 +40,9 @@ class ModelArguments:
         default=None, metadata={"help": "Override the model's hidden and attention dropout."})
     freeze_encoder: bool = field(
         default=False, metadata={"help": "Train only the task head (feature extraction)."})
+    cache_features: bool = field(
+        default=False, metadata={"help": "With --freeze_encoder: run the frozen encoder once per distinct input and "
+                                         "train the head on its cached outputs (later epochs cost only the head)."})
     lora: bool = field(default=False, metadata={"help": "Wrap the model in PEFT LoRA adapters."})
     lora_r: int = 8
     lora_alpha: int = 16
@@ -79,12 +82,33 @@ class DataArguments:
     strict_labels: bool = field(
         default=False, metadata={"help": "Fail if an evaluation/test label never occurs in train."})
     preprocessing_num_workers: Optional[int] = None
+    augment: Optional[list[str]] = field(
+        default=None, metadata={"help": "Label-preserving augmentation of the training split only: delete, swap, "
+                                        "mask (text); mentions (NER); jitter, scale, slice (time series)."})
+    augment_factor: int = field(default=1, metadata={"help": "Augmented copies added per training example."})
+    augment_probability: float = field(
+        default=0.1, metadata={"help": "Share of words (text) an augmentation operation touches."})
 
 
 @dataclass
 class RunArguments:
     early_stopping_patience: Optional[int] = field(
         default=None, metadata={"help": "Stop after this many evaluations without improvement."})
+    head_learning_rate: Optional[float] = field(
+        default=None, metadata={"help": "Learning rate of the task head (the weights outside the pre-trained "
+                                        "encoder). Default: --learning_rate."})
+    layerwise_lr_decay: Optional[float] = field(
+        default=None, metadata={"help": "Discriminative learning rates: each encoder layer below the top one gets "
+                                        "this factor times the rate of the layer above (e.g. 0.8); embeddings last."})
+    class_weights: Optional[str] = field(
+        default=None, metadata={"help": "'balanced' or one weight per label, e.g. '1,5': a weighted loss for "
+                                        "imbalanced classes."})
+    focal_gamma: Optional[float] = field(
+        default=None, metadata={"help": "Focal loss (Lin et al. 2017): down-weight easy examples by "
+                                        "(1 - p)^gamma, e.g. 2. Combines with --class_weights."})
+    oversample: bool = field(
+        default=False, metadata={"help": "Repeat training examples of rarer classes (sampled with replacement) "
+                                         "until every class is as frequent as the most common one."})
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Allow writing over a finished run's output directory."})
     auto_bf16: bool = field(

@@ -8,9 +8,8 @@ evaluation sets (MNLI matched and mismatched, or your own files) are reported se
         --eval_split_names validation_matched validation_mismatched --do_train --do_eval --output_dir out
 """
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 sys.path.insert(0, next(str(p) for p in Path(__file__).resolve().parents if (p / "common").is_dir()))
 
@@ -26,8 +25,6 @@ class NliArguments(args.DataArguments):
     # Defaults fit SNLI and MNLI on the Hub; GLUE RTE files use sentence1/sentence2.
     premise_column_name: str = "premise"
     hypothesis_column_name: str = "hypothesis"
-    class_weights: Optional[str] = field(
-        default=None, metadata={"help": "'balanced' or one weight per label, for imbalanced data."})
 
 
 @exits_cleanly
@@ -53,7 +50,7 @@ def main():
     config = modeling.load_config(cfg.model, label_set)
     make_model = lambda model_args: modeling.load_model(  # noqa: E731  (per trial under --hpo_trials)
         model_args, AutoModelForSequenceClassification, config, "SEQ_CLS")
-    loss = losses.from_class_weights_flag(d.class_weights, label_set, encoded, cfg)
+    loss = losses.from_class_weights_flag(cfg.run.class_weights, label_set, encoded, cfg)
 
     # The first evaluation set picks checkpoints; every set gets its own eval_<name>_* results.
     trainer = training.build_trainer(

@@ -25,8 +25,6 @@ class TextClassificationArguments(args.DataArguments):
     problem_type: Optional[str] = field(
         default=None, metadata={"help": "single_label_classification, multi_label_classification or "
                                         "regression. Default: inferred (lists: multi-label, floats: regression)."})
-    class_weights: Optional[str] = field(
-        default=None, metadata={"help": "'balanced' or one weight per label, e.g. '1,5', for imbalanced data."})
     multi_label_threshold: float = field(default=0.5, metadata={"help": "Probability above which a label is on."})
 
 
@@ -53,7 +51,7 @@ def main():
     config = modeling.load_config(cfg.model, label_set)
     make_model = lambda model_args: modeling.load_model(  # noqa: E731  (per trial under --hpo_trials)
         model_args, AutoModelForSequenceClassification, config, "SEQ_CLS")
-    loss = losses.from_class_weights_flag(d.class_weights, label_set, encoded, cfg)
+    loss = losses.from_class_weights_flag(cfg.run.class_weights, label_set, encoded, cfg)
 
     trainer = training.build_trainer(
         cfg, make_model, tokenizer, encoded, collators.dynamic_padding(tokenizer, cfg),
