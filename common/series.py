@@ -283,6 +283,9 @@ def model_factory(config, pretrained=None):
         path = pretrained or model_args.model_name_or_path
         if model_args.freeze_encoder and model_args.lora:
             raise UserError("--freeze_encoder and --lora both decide what trains: choose one")
+        if model_args.cache_features:
+            raise UserError("--cache_features is for the text recipes; drop it here (--freeze_encoder alone trains "
+                            "only the head)")
         if not path and (model_args.freeze_encoder or model_args.lora):
             raise UserError(f"--{'freeze_encoder' if model_args.freeze_encoder else 'lora'} needs a pre-trained "
                             f"backbone: pass --model_name_or_path or --pretrain_epochs")

@@ -11,7 +11,7 @@ from transformers import EarlyStoppingCallback, Trainer
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy, number_of_arguments
 
 from common import args as arguments
-from common import artifacts, modeling, reports, search
+from common import artifacts, imbalance, learning_rates, modeling, reports, search
 from common import data
 from common.data import TEST, TRAIN
 from common.errors import DivergedLoss, UserError
@@ -24,6 +24,7 @@ class RecipeTrainer(Trainer):
     length-groups evaluation batches, which shuffles predictions against their examples), and that tells
     compute_metrics which dataset it is scoring: tasks whose features are windows of longer examples (NER,
     QA) need it to map predictions back to their examples."""
+    run_args = None  # the recipe's RunArguments: --head_learning_rate, --layerwise_lr_decay
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
         self.scored_dataset = self.eval_dataset if eval_dataset is None else eval_dataset
@@ -55,6 +56,14 @@ class RecipeTrainer(Trainer):
                     f"{args.max_grad_norm:g}); check the data for extreme values")
         return loss
 
+    def create_optimizer(self, model=None):
+        """Trainer's optimizer; its parameter groups split by learning rate under --head_learning_rate or
+        --layerwise_lr_decay."""
+        if self.optimizer is None and self.run_args is not None and learning_rates.wanted(self.run_args):
+            self.optimizer = learning_rates.split_groups(super().create_optimizer(model),
+                                                         self.model if model is None else model, self.args, self.run_args)
+        return super().create_optimizer(model)
+
     def save_metrics(self, split, metrics, combined=True):
         """<split>_results.json, written atomically (Trainer's own writes in place). all_results.json is
         written once, by run(), as the marker of a finished run."""
@@ -74,7 +83,9 @@ def build_trainer(cfg, make_model, tokenizer, encoded, collator, compute_metrics
     compute_metrics(eval_prediction) or compute_metrics(eval_prediction, dataset): the second form also
     receives the encoded dataset being scored (its columns are all there, unused ones included)."""
     eval_names = data.eval_names(encoded)
+    learning_rates.check_flags(cfg.run)
     _configure_model_selection(cfg, main_metric, has_eval=bool(eval_names))
+    train = _training_split(cfg, encoded, compute_loss_func)
     callbacks = [EarlyStoppingCallback(cfg.run.early_stopping_patience)] if cfg.run.early_stopping_patience else []
     if compute_metrics is not None and number_of_arguments(compute_metrics) == 2:
         compute_metrics = _with_scored_dataset(compute_metrics)
@@ -85,14 +96,31 @@ def build_trainer(cfg, make_model, tokenizer, encoded, collator, compute_metrics
         trainer_class, model = RecipeTrainer, dict(model=make_model(cfg.model))
     trainer = trainer_class(
         **model, args=cfg.training, processing_class=tokenizer, data_collator=collator,
-        train_dataset=encoded[TRAIN] if cfg.training.do_train else None,
+        train_dataset=train,
         eval_dataset=encoded[eval_names[0]] if eval_names else None,  # the first set picks checkpoints
         compute_metrics=compute_metrics, compute_loss_func=compute_loss_func, callbacks=callbacks)
+    trainer.run_args = cfg.run
     if isinstance(compute_metrics, _with_scored_dataset):
         compute_metrics.trainer = trainer
     if cfg.run.hpo_trials:
         trainer.search = searcher
     return trainer
+
+
+def _training_split(cfg, encoded, compute_loss_func):
+    """The training split, oversampled under --oversample; the imbalance flags checked against the recipe."""
+    if not cfg.training.do_train:
+        return None
+    for flag in ("class_weights", "focal_gamma"):
+        if getattr(cfg.run, flag) is not None and compute_loss_func is None:
+            raise UserError(f"--{flag}: this recipe has no class-weighted or focal loss (text classification, NLI "
+                            f"and NER have); drop the flag")
+    if not cfg.run.oversample:
+        return encoded[TRAIN]
+    label_column = (cfg.training.label_names or ["labels"])[0]
+    if label_column not in encoded[TRAIN].column_names:
+        raise UserError("--oversample: this recipe's training examples have no class label to balance")
+    return imbalance.oversampled(encoded[TRAIN], label_column, cfg.training.seed)
 
 
 class SearchTrainer(search.SearchTrainerMixin, RecipeTrainer):
@@ -138,7 +166,7 @@ def run(trainer, cfg, raw, encoded, write_predictions=None):
         if best_trial is not None and main_process:  # a config that trains the best again, no search
             arguments.save_resolved(search.best_settings(cfg, best_trial), training.output_dir)
         save_model(trainer)
-        metrics = {**result.metrics, "train_samples": len(encoded[TRAIN])}
+        metrics = {**result.metrics, "train_samples": len(trainer.train_dataset)}
         trainer.log_metrics("train", metrics)
         trainer.save_metrics("train", metrics, combined=False)
         trainer.save_state()

@@ -14,7 +14,7 @@ sys.path.insert(0, next(str(p) for p in Path(__file__).resolve().parents if (p /
 
 from transformers import AutoModelForTokenClassification  # noqa: E402
 
-from common import args, collators, data, modeling, tagging, training  # noqa: E402
+from common import args, collators, data, imbalance, modeling, tagging, training  # noqa: E402
 from common.errors import exits_cleanly  # noqa: E402
 
 
@@ -57,7 +57,8 @@ def main():
     # Metrics and prediction files see words: window predictions are merged back per sentence first.
     trainer = training.build_trainer(
         cfg, make_model, tokenizer, encoded, collators.TokenClassificationPadding(tokenizer, cfg),
-        compute_metrics=tagging.metrics_for(tag_set), main_metric=("f1", True))
+        compute_metrics=tagging.metrics_for(tag_set), main_metric=("f1", True),
+        compute_loss_func=imbalance.loss_from_flags(cfg, tag_set, encoded))
     training.run(trainer, cfg, raw, encoded, tagging.prediction_writer(tag_set, encoded, words, tags))
 
 

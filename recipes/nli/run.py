@@ -15,7 +15,7 @@ sys.path.insert(0, next(str(p) for p in Path(__file__).resolve().parents if (p /
 
 from transformers import AutoModelForSequenceClassification  # noqa: E402
 
-from common import args, classification, collators, data, losses, metrics, modeling, training  # noqa: E402
+from common import args, classification, collators, data, imbalance, metrics, modeling, training  # noqa: E402
 from common.errors import exits_cleanly  # noqa: E402
 from common.labels import SINGLE, LabelSet  # noqa: E402
 
@@ -50,7 +50,7 @@ def main():
     config = modeling.load_config(cfg.model, label_set)
     make_model = lambda model_args: modeling.load_model(  # noqa: E731  (per trial under --hpo_trials)
         model_args, AutoModelForSequenceClassification, config, "SEQ_CLS")
-    loss = losses.from_class_weights_flag(cfg.run.class_weights, label_set, encoded, cfg)
+    loss = imbalance.loss_from_flags(cfg, label_set, encoded)
 
     # The first evaluation set picks checkpoints; every set gets its own eval_<name>_* results.
     trainer = training.build_trainer(
