@@ -302,6 +302,8 @@ def print_table(summary, output_dir):
             (name + (" (best)" if name == result["best_member"] else ""), s) for name, s in result["members"].items()]
         for name, s in rows:
             print(f"{split:<24} {name:<24} " + " ".join(f"{s[c]:>10.4f}" for c in columns))
+    if not summary["splits"]:
+        print("no gold labels in these predictions: no metrics, predictions only")
     print(f"written to {output_dir}")
 
 
