@@ -90,6 +90,8 @@ def main(argv=None):
     main_metric = metrics.main_metric(members[0].problem_type)[0]
     summary = {"members": {m.name: m.path for m in members}, "main_metric": main_metric, "splits": {}}
     os.makedirs(args.output_dir, exist_ok=True)
+    if os.path.exists(os.path.join(args.output_dir, FINISHED_MARKER)):  # --overwrite_output_dir: no stale marker
+        os.remove(os.path.join(args.output_dir, FINISHED_MARKER))
     for split, rows_by_member in splits.items():
         rows = average(rows_by_member, members[0])
         stem = "predictions" if split == TEST else f"{split}_predictions"
