@@ -23,6 +23,7 @@ from common.errors import UserError
 CONFIG_EXTENSIONS = (".yaml", ".yml", ".json")
 RESOLVED_CONFIG_NAME = "run_config.yaml"
 FINISHED_MARKER = "all_results.json"  # written last by a completed run
+RECIPE_COMMENT = "# recipe: "  # first line of run_config.yaml
 
 
 @dataclass
@@ -198,8 +199,17 @@ def save_resolved(cfg: Config, output_dir: str) -> str:
             resolved[f.name] = value
     resolved = {k: v for k, v in resolved.items() if k not in skip}
     path = os.path.join(output_dir, RESOLVED_CONFIG_NAME)
-    artifacts.write_text(path, yaml.safe_dump(json.loads(json.dumps(resolved, default=str)), sort_keys=False))
+    header = f"{RECIPE_COMMENT}{recipe_path()}\n"  # a comment: which script to rerun it with (common.ensemble)
+    artifacts.write_text(path, header + yaml.safe_dump(json.loads(json.dumps(resolved, default=str)), sort_keys=False))
     return path
+
+
+def recipe_path() -> str:
+    """The running recipe script: relative to the repository root (the folder holding common/) when inside it."""
+    script = os.path.abspath(sys.argv[0])
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    inside = os.path.commonpath([script, root]) == root
+    return os.path.relpath(script, root) if inside else script
 
 
 def _check_output_dir(run, training):
