@@ -101,6 +101,7 @@ def run(study, variant, flags, seed):
         raise SystemExit(f"{variant} seed {seed} failed:\n{stderr[-3000:]}")
     trainable = re.findall(r"trainable parameters: ([\d,]+)", stderr)
     result = {"results": json.loads((out / "all_results.json").read_text()), "wall_s": time.time() - start,
+              "threads": os.environ.get("OMP_NUM_THREADS", "all cores"), "load_avg_at_end": os.getloadavg()[0],
               "peak_rss_gib": usage.ru_maxrss / 2**20, "trainable": int(trainable[-1].replace(",", "")) if trainable else None,
               "command": " ".join(os.path.relpath(c, ROOT) if c.startswith(str(ROOT.parent)) else c for c in command[1:])}
     record.write_text(json.dumps(result, indent=1))
