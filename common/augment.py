@@ -8,7 +8,8 @@ Seeded by --seed: the same run makes the same copies, in every process of `accel
 --augment_probability (p, default 0.1) says how strongly an operation alters an example:
 - text (words are whitespace-separated): `delete` drops each word with probability p (never every word);
   `swap` swaps about p * n random pairs of words; `mask` puts the tokenizer's mask token on a random span of
-  about p * n consecutive words (one mask per word, as in the encoder's masked-word pre-training).
+  about p * n consecutive words (one mask per word, as in the encoder's masked-word pre-training; never on
+  every word).
   NLI: only the premise is altered. The hypothesis is short and nearly every word of it decides the label
   (dropping a "not" turns a contradiction into an entailment); the premise is longer, mostly context, and a
   small change there usually leaves the evidence the hypothesis needs in place.
@@ -97,7 +98,8 @@ def training_series(raw, arrays, cfg):
 
 def refuse(cfg, task, why):
     """A recipe with no label-preserving operation (extractive QA)."""
-    if _checked_ops(cfg, (), task):
+    _check_numbers(cfg)
+    if _names(cfg):
         raise UserError(f"--augment {' '.join(_names(cfg))}: no label-preserving operation for {task} ({why}); "
                         f"drop --augment")
 
@@ -111,22 +113,25 @@ def _names(cfg):
 
 
 def _checked_ops(cfg, valid, kind):
+    _check_numbers(cfg)
+    ops = _names(cfg)
+    for op in ops:
+        if op not in valid:
+            what = f"a {_KIND[op]} operation" if op in _KIND else "unknown operation"
+            raise UserError(f"--augment {op}: {what}; for {kind} this recipe takes {', '.join(valid)}")
+    if ops and not cfg.training.do_train:
+        raise UserError("--augment alters only the training split: pass --do_train, or drop --augment "
+                        "(--augment '' clears a config file's)")
+    return ops
+
+
+def _check_numbers(cfg):
     data = cfg.data
     if data.augment_factor < 1:
         raise UserError(f"--augment_factor {data.augment_factor}: give the number of augmented copies per "
                         f"training example, 1 or more")
     if not 0 < data.augment_probability <= 1:
         raise UserError(f"--augment_probability {data.augment_probability}: must be above 0 and at most 1")
-    ops = _names(cfg)
-    for op in ops:
-        if op not in valid:
-            what = f"a {_KIND[op]} operation" if op in _KIND else "unknown operation"
-            takes = f"this recipe takes {', '.join(valid)}" if valid else "this recipe has none"
-            raise UserError(f"--augment {op}: {what}; for {kind} {takes}")
-    if ops and valid and not cfg.training.do_train:
-        raise UserError("--augment alters only the training split: pass --do_train, or drop --augment "
-                        "(--augment '' clears a config file's)")
-    return ops
 
 
 def _extend(raw, cfg, ops, alter):
@@ -166,7 +171,9 @@ def swap_words(words, p, rng):
 
 
 def mask_span(words, p, rng, mask_token):
-    length = min(len(words), max(1, round(p * len(words))))
+    if len(words) < 2:  # a text of one word masked would be no text at all
+        return list(words)
+    length = min(len(words) - 1, max(1, round(p * len(words))))
     start = rng.integers(len(words) - length + 1)
     return words[:start] + [mask_token] * length + words[start + length:]
 
@@ -179,7 +186,8 @@ class MentionPool:
 
     def __init__(self, sentences, tag_lists, scheme):
         self.sentences, self.tag_lists, self.scheme = sentences, tag_lists, scheme
-        self.spans = [entities(tags, words, scheme) for words, tags in zip(sentences, tag_lists)]
+        self.spans = [sorted(entities(tags, words, scheme), key=lambda e: e["start"])
+                      for words, tags in zip(sentences, tag_lists)]
         self.by_type, self.own = {}, []  # type -> [(sentence, start, end)], in sentence order
         for s, spans in enumerate(self.spans):
             own = {}
