@@ -51,15 +51,15 @@ def training_texts(raw, cfg, columns, tokenizer):
     if "mask" in ops and tokenizer.mask_token is None:
         raise UserError(f"--augment mask: the tokenizer {type(tokenizer).__name__} has no mask token; "
                         f"use delete or swap")
-    p = cfg.data.augment_probability
+    p, functions = cfg.data.augment_probability, {
+        "delete": delete_words, "swap": swap_words,
+        "mask": lambda words, p, rng: mask_span(words, p, rng, tokenizer.mask_token)}
 
-    def alter(row, op, rng):
+    def alter(i, row, op, rng):
         for column in columns:
             words = row[column].split()
             if words:
-                altered = mask_span(words, p, rng, tokenizer.mask_token) if op == "mask" else \
-                    delete_words(words, p, rng) if op == "delete" else swap_words(words, p, rng)
-                row[column] = " ".join(altered)
+                row[column] = " ".join(functions[op](words, p, rng))
         return row
     return _extend(raw, cfg, ops, alter)
 
@@ -72,8 +72,8 @@ def training_mentions(raw, cfg, words_column, tags_column, scheme):
     raw.splits[TRAIN] = raw.splits[TRAIN].select_columns([words_column, tags_column])
     pool = MentionPool(raw.splits[TRAIN][words_column], raw.splits[TRAIN][tags_column], scheme)
 
-    def alter(row, op, rng):
-        row[words_column], row[tags_column] = pool.replace(row["__index__"], cfg.data.augment_probability, rng)
+    def alter(i, row, op, rng):
+        row[words_column], row[tags_column] = pool.replace(i, cfg.data.augment_probability, rng)
         return row
     return _extend(raw, cfg, ops, alter)
 
@@ -87,8 +87,8 @@ def training_series(raw, arrays, cfg):
     p, functions = cfg.data.augment_probability, {"jitter": jitter, "scale": scale, "slice": slice_window}
     copies = []
 
-    def alter(row, op, rng):
-        copy = functions[op](arrays[TRAIN][row["__index__"]], p, rng)
+    def alter(i, row, op, rng):
+        copy = functions[op](arrays[TRAIN][i], p, rng)
         copies.append(copy)
         row[SERIES] = copy.tolist()
         return row
@@ -136,14 +136,13 @@ def _check_numbers(cfg):
 
 def _extend(raw, cfg, ops, alter):
     """raw with its training split followed by augment_factor altered copies of each example (copy k of every
-    example after copy k-1 of every example). alter(row, op, rng) -> row; row['__index__'] is the original's."""
+    example after copy k-1 of every example). alter(index, row, op, rng) -> the row altered by op; index: the
+    original's position in the training split."""
     train = raw.splits[TRAIN]
     rng = np.random.default_rng(cfg.training.seed)  # its own generator: model initialisation stays as without
     originals = train.to_list()
-    copies = [alter({**row, "__index__": i}, ops[rng.integers(len(ops))], rng)
+    copies = [alter(i, dict(row), ops[rng.integers(len(ops))], rng)
               for _ in range(cfg.data.augment_factor) for i, row in enumerate(originals)]
-    for row in copies:
-        del row["__index__"]
     added = datasets.Dataset.from_list(copies, features=train.features)
     raw.splits[TRAIN] = datasets.concatenate_datasets([train, added])
     logger.warning("augmentation (%s, factor %d, p %g): added %d altered copies to the %d training examples",
