@@ -182,6 +182,16 @@ def test_bad_flags_are_one_line_errors(tokenizer, tmp_path, flags, expected):
     assert expected in str(error.value) and "\n" not in str(error.value)
 
 
+def test_mask_needs_a_mask_token(tmp_path):
+    from transformers import AutoTokenizer
+
+    from common.modeling import default_model_path
+    no_mask = AutoTokenizer.from_pretrained(default_model_path())
+    no_mask.mask_token = None  # as GPT-2's or T5's tokenizer
+    with pytest.raises(UserError, match=r"--augment mask: the tokenizer \w+ has no mask token; use delete or swap"):
+        augment.training_texts(_raw(_texts(3)), _cfg(tmp_path, "--augment", "delete,mask"), ["text"], no_mask)
+
+
 def test_without_do_train_and_in_qa(tmp_path):
     with pytest.raises(UserError, match="--augment alters only the training split: pass --do_train"):
         augment.training_mentions(_raw(_texts(3)), _cfg(tmp_path, "--augment", "mentions", do_train=False), "t", "l", "IOB2")
