@@ -88,7 +88,8 @@ class DataArguments:
                                         "mask (text); mentions (NER); jitter, scale, slice (time series)."})
     augment_factor: int = field(default=1, metadata={"help": "Augmented copies added per training example."})
     augment_probability: float = field(
-        default=0.1, metadata={"help": "Share of words (text) an augmentation operation touches."})
+        default=0.1, metadata={"help": "How strongly a copy differs: share of words (text) or of entity mentions (NER) "
+                                       "changed; noise and scaling sigma and share cropped (series)."})
 
 
 @dataclass

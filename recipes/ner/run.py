@@ -14,7 +14,7 @@ sys.path.insert(0, next(str(p) for p in Path(__file__).resolve().parents if (p /
 
 from transformers import AutoModelForTokenClassification  # noqa: E402
 
-from common import args, collators, data, imbalance, modeling, tagging, training  # noqa: E402
+from common import args, augment, collators, data, imbalance, modeling, tagging, training  # noqa: E402
 from common.errors import exits_cleanly  # noqa: E402
 
 
@@ -43,6 +43,7 @@ def main():
     raw.require_columns({words: "text_column_name", tags: "label_column_name"}, optional_in_test=[tags])
     tagging.check_rows(raw, words, tags)
     tag_set = tagging.TagSet.from_splits(raw, tags, d.label_list, d.tag_scheme, d.strict_labels)
+    raw = augment.training_mentions(raw, cfg, words, tags, tag_set.scheme)  # --augment mentions
 
     # Tokenize words into windows of sub-tokens; each window remembers its sentence and word positions.
     tokenizer = modeling.load_tokenizer(cfg.model)

@@ -15,7 +15,8 @@ sys.path.insert(0, next(str(p) for p in Path(__file__).resolve().parents if (p /
 
 from transformers import AutoModelForSequenceClassification  # noqa: E402
 
-from common import args, classification, collators, data, imbalance, metrics, modeling, training  # noqa: E402
+from common import (args, augment, classification, collators, data, imbalance, metrics, modeling,  # noqa: E402
+                    training)
 from common.errors import exits_cleanly  # noqa: E402
 from common.labels import SINGLE, LabelSet  # noqa: E402
 
@@ -44,6 +45,7 @@ def main():
 
     # Tokenize each pair as one sequence; truncation trims the longer side first.
     tokenizer = modeling.load_tokenizer(cfg.model)
+    raw = augment.training_texts(raw, cfg, [d.premise_column_name], tokenizer)  # --augment alters premises only
     encoded = data.tokenize(raw, classification.encoder(tokenizer, label_set, pair, d.label_column_name,
                                                         d.max_seq_length), cfg)
 

@@ -17,7 +17,7 @@ sys.path.insert(0, next(str(p) for p in Path(__file__).resolve().parents if (p /
 
 from transformers import AutoModelForQuestionAnswering  # noqa: E402
 
-from common import args, classification, collators, data, modeling, span_extraction, squad, training  # noqa: E402
+from common import args, augment, classification, collators, data, modeling, span_extraction, squad, training  # noqa: E402
 from common.errors import exits_cleanly  # noqa: E402
 
 
@@ -54,6 +54,7 @@ def main():
     squad.check_examples(raw, a)
     version_2 = squad.has_unanswerable(raw, a) if d.version_2_with_negative is None else d.version_2_with_negative
     squad.drop_mismatched_answers(raw, c, a)
+    augment.refuse(cfg, "extractive QA", "answers are character spans of the context")
 
     # Tokenize: each question with overlapping windows of its context; the stride is checked first.
     tokenizer = modeling.load_tokenizer(cfg.model)

@@ -14,7 +14,7 @@ sys.path.insert(0, next(str(p) for p in Path(__file__).resolve().parents if (p /
 
 from transformers import PatchTSTForPretraining  # noqa: E402
 
-from common import args, series, training  # noqa: E402
+from common import args, augment, series, training  # noqa: E402
 from common.errors import exits_cleanly  # noqa: E402
 
 
@@ -24,6 +24,7 @@ def main():
     series.use_threads(cfg.data.torch_threads)
     raw = series.load(cfg, labelled=False)
     arrays = series.to_arrays(raw)
+    raw, arrays = augment.training_series(raw, arrays, cfg)  # --augment jitter,scale,slice: training series only
     config = series.model_config(cfg, arrays)  # a new backbone sized to the data, or --model_name_or_path's
     encoded = series.features(arrays, config.context_length)
 
