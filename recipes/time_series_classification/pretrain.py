@@ -25,7 +25,7 @@ def main():
     raw = series.load(cfg, labelled=False)
     arrays = series.to_arrays(raw)
     config = series.model_config(cfg, arrays)  # a new backbone sized to the data, or --model_name_or_path's
-    encoded = series.features(arrays, config.context_length)
+    encoded = series.features(arrays, config)
 
     def make_model(model_args):  # continue from a checkpoint's backbone, or start new
         model = series.pretraining_model(config, cfg.data.mask_ratio)

@@ -1,0 +1,110 @@
+"""Choose the time-series recipe's defaults on held-out TRAINING series only (never the test splits).
+
+Each set's train split is cut into 4 stratified folds (seed 0); each candidate runs the recipe (config.yaml + the
+candidate's flags) 4 times, on 75% of the training series, scored on the other 25%, so every training series is
+validated once (the validation sets of single splits, 9 to 50 series, are too small to tell settings apart).
+Test series are never loaded. One run at a time, one torch thread. Results are appended to bench/time_series_search.jsonl and printed
+as a table (validation accuracy, wall time of the whole subprocess run).
+
+    python bench/time_series_search.py                 # every candidate below on the five sets
+    python bench/time_series_search.py base small      # some candidates
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench.time_series import CONFIG, DATASETS  # noqa: E402
+
+OUT = ROOT / "bench" / "out" / "ts_search"
+LOG = ROOT / "bench" / "time_series_search.jsonl"
+
+# Flags on top of config.yaml as it stood before the search (d_model 64, 3 layers, batch 32, lr 1e-3, pre-training
+# 50 epochs, fine-tuning 100, patches of length/8 kept within 2-16 steps, stride half a patch), per series length.
+LENGTHS = {"GunPoint": 150, "ArrowHead": 251, "ItalyPowerDemand": 24, "BasicMotions": 100, "OSULeaf": 427}
+SMALL = ["--d_model", "32", "--num_hidden_layers", "2", "--ffn_dim", "64", "--per_device_train_batch_size", "8",
+         "--pretrain_epochs", "20", "--num_train_epochs", "60"]
+
+
+def patches(length, per_series=None, at_most=None):
+    """--patch_length/--patch_stride: `length / per_series` steps (within 2 and at_most), stride half a patch."""
+    patch = max(2, min(at_most or length, length // per_series))
+    return ["--patch_length", str(patch), "--patch_stride", str(max(1, patch // 2))]
+
+
+CANDIDATES = {
+    "base": lambda n: [],
+    "small": lambda n: SMALL,
+    "small_scratch": lambda n: SMALL + ["--pretrain_epochs", "0"],
+    "small_dataset_scaling": lambda n: SMALL + ["--scaling", "dataset"],
+    "small_lr3e-3": lambda n: SMALL + ["--learning_rate", "3e-3"],
+    "small_max": lambda n: SMALL + ["--pooling", "max"],
+    "small_cls": lambda n: SMALL + ["--pooling", "cls"],
+    "small_patch8": lambda n: SMALL + patches(n, 16, 8),
+    "small_32patches": lambda n: SMALL + patches(n, 16),
+    "small_channel_attention": lambda n: SMALL + ["--channel_attention", "true"],
+    "small_long": lambda n: SMALL + ["--pretrain_epochs", "50", "--num_train_epochs", "150"],
+}
+MULTIVARIATE_ONLY = {"small_channel_attention"}  # no-op rules for one channel: run where they change something
+
+
+FOLDS = 4
+
+
+def split_train(name, fold):
+    """Fold `fold` of the train split (stratified), as parquet files with a list-per-channel `series` column."""
+    import pandas as pd
+    from aeon.datasets import load_classification
+    from sklearn.model_selection import StratifiedKFold
+    folder = OUT / name / f"fold{fold}"
+    if (folder / "validation.parquet").exists():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    X, y = load_classification(name, split="train")
+    fit, held = list(StratifiedKFold(FOLDS, shuffle=True, random_state=0).split(X[:, 0, :1], y))[fold]
+    for file, rows in (("train", fit), ("validation", held)):
+        pd.DataFrame({"series": [X[i].tolist() for i in rows], "label": [str(y[i]) for i in rows]}).to_parquet(
+            folder / f"{file}.parquet")
+    return folder
+
+
+def run(name, fold, candidate, flags):
+    """Validation accuracy (number right, number of series) and wall time of one recipe run."""
+    folder = split_train(name, fold)
+    out = folder / candidate
+    command = [sys.executable, "recipes/time_series_classification/run.py", CONFIG, "--dataset_name", "",
+               "--train_file", str(folder / "train.parquet"), "--validation_file", str(folder / "validation.parquet"),
+               "--do_eval", "true", "--do_predict", "false", "--output_dir", str(out), "--overwrite_output_dir",
+               "--disable_tqdm", "true", *flags]
+    start = time.time()
+    proc = subprocess.run(command, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True)
+    seconds = time.time() - start
+    if proc.returncode:
+        sys.exit(f"{name} fold {fold} {candidate} failed:\n{proc.stderr[-3000:]}")
+    results = json.loads((out / "all_results.json").read_text())
+    return round(results["eval_accuracy"] * results["eval_samples"]), results["eval_samples"], seconds
+
+
+def main():
+    names = sys.argv[1:] or list(CANDIDATES)
+    for candidate in names:
+        for name in DATASETS:
+            if candidate in MULTIVARIATE_ONLY and name != "BasicMotions":
+                continue
+            flags = CANDIDATES[candidate](LENGTHS[name])
+            runs = [run(name, fold, candidate, flags) for fold in range(FOLDS)]
+            right, total = sum(r[0] for r in runs), sum(r[1] for r in runs)
+            row = {"candidate": candidate, "dataset": name, "val_accuracy": round(right / total, 4), "series": total,
+                   "seconds_per_run": round(sum(r[2] for r in runs) / FOLDS, 1),
+                   "load": round(os.getloadavg()[0], 1), "flags": " ".join(flags)}
+            print(json.dumps(row), flush=True)
+            with LOG.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
