@@ -48,8 +48,13 @@ CANDIDATES = {
     "small_32patches": lambda n: SMALL + patches(n, 16),
     "small_channel_attention": lambda n: SMALL + ["--channel_attention", "true"],
     "small_long": lambda n: SMALL + ["--pretrain_epochs", "50", "--num_train_epochs", "150"],
+    # Round 2, on top of the round-1 winner (--scaling dataset):
+    "ds_lr3e-3": lambda n: SMALL + ["--scaling", "dataset", "--learning_rate", "3e-3"],
+    "ds_max": lambda n: SMALL + ["--scaling", "dataset", "--pooling", "max"],
+    "ds_channel_attention": lambda n: SMALL + ["--scaling", "dataset", "--channel_attention", "true"],
+    "ds_patch8": lambda n: SMALL + ["--scaling", "dataset"] + patches(n, 16, 8),
 }
-MULTIVARIATE_ONLY = {"small_channel_attention"}  # no-op rules for one channel: run where they change something
+MULTIVARIATE_ONLY = {"small_channel_attention", "ds_channel_attention"}  # no-op rules for one channel: run where they change something
 
 
 FOLDS = 4
