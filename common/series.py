@@ -55,17 +55,18 @@ class SeriesArguments(args.DataArguments):
     pooling: str = field(default="mean", metadata={"help": "How patch embeddings become one vector per channel: "
                                                            "their mean, max, or a learned [CLS] token's.",
                                                    "choices": ["mean", "max", "cls"]})
-    scaling: str = field(default="series", metadata={
+    scaling: str = field(default="dataset", metadata={
         "help": "series: z-normalise each channel of each series on its own (shape only); dataset: by each channel's "
                 "mean and std over the training series (keeps amplitude). A checkpoint keeps its own.",
         "choices": ["series", "dataset"]})
-    channel_attention: bool = field(default=False, metadata={"help": "Multivariate: channels also attend to each "
-                                                                     "other (default: each channel on its own)."})
+    channel_attention: Optional[bool] = field(
+        default=None, metadata={"help": "Channels also attend to each other in every layer, besides time. Default: "
+                                        "on when the series have several channels (false: each channel on its own)."})
     # The shape of a new backbone; a checkpoint given by --model_name_or_path brings its own.
-    d_model: int = 64
-    num_hidden_layers: int = 3
+    d_model: int = 32
+    num_hidden_layers: int = 2
     num_attention_heads: int = 4
-    ffn_dim: int = 128
+    ffn_dim: int = 64
     model_dropout: float = field(default=0.1, metadata={"help": "Attention, feed-forward and head dropout of a "
                                                                 "new backbone (--dropout overrides any model's)."})
     mask_ratio: float = field(default=0.4, metadata={"help": "Pre-training: share of patches masked."})
@@ -278,7 +279,8 @@ def model_config(cfg, arrays, label_set=None) -> PatchTSTConfig:
             patch_stride=d.patch_stride or max(1, patch // 2), d_model=d.d_model, num_hidden_layers=d.num_hidden_layers,
             num_attention_heads=d.num_attention_heads, ffn_dim=d.ffn_dim, attention_dropout=d.model_dropout,
             ff_dropout=d.model_dropout, head_dropout=d.model_dropout, scaling=None,  # scaled in prepare()
-            use_cls_token=d.pooling == "cls", channel_attention=d.channel_attention)
+            use_cls_token=d.pooling == "cls",
+            channel_attention=channels > 1 if d.channel_attention is None else d.channel_attention)
         if d.scaling == "dataset":  # every value of every training series, per channel
             pooled = np.concatenate(arrays[TRAIN if TRAIN in arrays else next(iter(arrays))], axis=1)
             config.channel_means, config.channel_stds = pooled.mean(axis=1).tolist(), pooled.std(axis=1).tolist()
