@@ -181,7 +181,7 @@ def test_ts_files_read_with_aeon(tmp_path):
 
 
 def test_dataset_scaling_keeps_amplitude_and_travels_with_the_model(tmp_path):
-    """--scaling dataset: each channel scaled by its mean and std over the training series (saved in the model's
+    """--scaling dataset (the default): each channel scaled by its mean and std over the training series (saved in the model's
     config), so a quiet and a loud series of the same shape stay apart; --scaling series makes them equal."""
     rows = waves(8, channels=2)
     with open(tmp_path / "train.jsonl", "w") as fh:
@@ -196,7 +196,7 @@ def test_dataset_scaling_keeps_amplitude_and_travels_with_the_model(tmp_path):
     loud = (quiet - quiet.mean(axis=1, keepdims=True)) * 10 + quiet.mean(axis=1, keepdims=True)
     assert np.allclose(series.prepare_for(config, loud).std(axis=0), 10 * series.prepare_for(config, quiet).std(axis=0),
                        rtol=1e-4)
-    series_cfg = _config(tmp_path, "--train_file", tmp_path / "train.jsonl")
+    series_cfg = _config(tmp_path, "--train_file", tmp_path / "train.jsonl", "--scaling", "series")
     per_series = series.model_config(series_cfg, arrays)
     assert np.allclose(series.prepare_for(per_series, loud), series.prepare_for(per_series, quiet), atol=1e-5)
     config.save_pretrained(tmp_path / "model")  # the statistics travel with the model
