@@ -8,6 +8,7 @@ as a table (validation accuracy, wall time of the whole subprocess run).
 
     python bench/time_series_search.py                 # every candidate below on the five sets
     python bench/time_series_search.py base small      # some candidates
+    python bench/time_series_search.py --table         # the log as a markdown table
 """
 import json
 import os
@@ -53,6 +54,8 @@ CANDIDATES = {
     "ds_max": lambda n: SMALL + ["--scaling", "dataset", "--pooling", "max"],
     "ds_channel_attention": lambda n: SMALL + ["--scaling", "dataset", "--channel_attention", "true"],
     "ds_patch8": lambda n: SMALL + ["--scaling", "dataset"] + patches(n, 16, 8),
+    # Round 3, on top of the round-2 winner (max pooling):
+    "ds_max_patch8": lambda n: SMALL + ["--scaling", "dataset", "--pooling", "max"] + patches(n, 16, 8),
 }
 MULTIVARIATE_ONLY = {"small_channel_attention", "ds_channel_attention"}  # no-op rules for one channel: run where they change something
 
@@ -94,7 +97,20 @@ def run(name, fold, candidate, flags):
     return round(results["eval_accuracy"] * results["eval_samples"]), results["eval_samples"], seconds
 
 
+def table():
+    """Validation accuracy (mean seconds per run) per candidate and set, from the log; the last row of each wins."""
+    cells = {}
+    for line in LOG.read_text().splitlines():
+        row = json.loads(line)
+        cells.setdefault(row["candidate"], {})[row["dataset"]] = f"{row['val_accuracy']:.3f} ({row['seconds_per_run']:.0f} s)"
+    print("| candidate | " + " | ".join(DATASETS) + " |\n" + "|---" * (len(DATASETS) + 1) + "|")
+    for candidate, row in cells.items():
+        print(f"| {candidate} | " + " | ".join(row.get(name, "-") for name in DATASETS) + " |")
+
+
 def main():
+    if sys.argv[1:] == ["--table"]:
+        return table()
     names = sys.argv[1:] or list(CANDIDATES)
     for candidate in names:
         for name in DATASETS:

@@ -52,7 +52,7 @@ class SeriesArguments(args.DataArguments):
                                         "series, or the pre-trained checkpoint's length."})
     patch_length: Optional[int] = field(default=None, metadata={"help": "Default: from the series length."})
     patch_stride: Optional[int] = field(default=None, metadata={"help": "Default: half the patch length."})
-    pooling: str = field(default="mean", metadata={"help": "How patch embeddings become one vector per channel: "
+    pooling: str = field(default="max", metadata={"help": "How patch embeddings become one vector per channel: "
                                                            "their mean, max, or a learned [CLS] token's.",
                                                    "choices": ["mean", "max", "cls"]})
     scaling: str = field(default="dataset", metadata={
