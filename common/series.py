@@ -52,9 +52,8 @@ class SeriesArguments(args.DataArguments):
                                         "series, or the pre-trained checkpoint's length."})
     patch_length: Optional[int] = field(default=None, metadata={"help": "Default: from the series length."})
     patch_stride: Optional[int] = field(default=None, metadata={"help": "Default: half the patch length."})
-    pooling: str = field(default="max", metadata={"help": "How patch embeddings become one vector per channel: "
-                                                           "their mean, max, or a learned [CLS] token's.",
-                                                   "choices": ["mean", "max", "cls"]})
+    pooling: str = field(default="max", metadata={"help": "How patch embeddings become one vector per channel.",
+                                                  "choices": ["mean", "max"]})
     scaling: str = field(default="dataset", metadata={
         "help": "series: z-normalise each channel of each series on its own (shape only); dataset: by each channel's "
                 "mean and std over the training series (keeps amplitude). A checkpoint keeps its own.",
@@ -279,15 +278,11 @@ def model_config(cfg, arrays, label_set=None) -> PatchTSTConfig:
             patch_stride=d.patch_stride or max(1, patch // 2), d_model=d.d_model, num_hidden_layers=d.num_hidden_layers,
             num_attention_heads=d.num_attention_heads, ffn_dim=d.ffn_dim, attention_dropout=d.model_dropout,
             ff_dropout=d.model_dropout, head_dropout=d.model_dropout, scaling=None,  # scaled in prepare()
-            use_cls_token=d.pooling == "cls",
             channel_attention=channels > 1 if d.channel_attention is None else d.channel_attention)
         if d.scaling == "dataset":  # every value of every training series, per channel
             pooled = np.concatenate(arrays[TRAIN if TRAIN in arrays else next(iter(arrays))], axis=1)
             config.channel_means, config.channel_stds = pooled.mean(axis=1).tolist(), pooled.std(axis=1).tolist()
-    if d.pooling == "cls" and not config.use_cls_token:
-        raise UserError(f"--pooling cls: the model {path} has no [CLS] token; pre-train it with --pooling cls, or "
-                        f"pool with mean or max")
-    config.pooling_type = d.pooling if d.pooling != "cls" else "mean"  # (cls: the head takes the token, not a pool)
+    config.pooling_type = d.pooling
     if cfg.model.dropout is not None:
         config.attention_dropout = config.ff_dropout = config.head_dropout = cfg.model.dropout
     if label_set is not None:

@@ -106,7 +106,8 @@ def test_linear_probe_on_the_pretrained_backbone_end_to_end(pretrained, tmp_path
 
 def test_multivariate_variable_length_with_pretraining_and_lora(tmp_path):
     """A list of lists per row (3 channels), lengths 24-40, in jsonl: resampled to the longest training series;
-    --pretrain_epochs pre-trains on the training series, --lora adapts the attention/MLP projections."""
+    --pretrain_epochs pre-trains on the training series, --lora adapts the attention/MLP projections; channel attention
+    is on by itself."""
     rows = waves(32, length=40, channels=3, variable=True)
     with open(tmp_path / "train.jsonl", "w") as fh:
         fh.writelines(json.dumps(r) + "\n" for r in rows)
@@ -116,6 +117,7 @@ def test_multivariate_variable_length_with_pretraining_and_lora(tmp_path):
                "--output_dir", out, *TINY)
     config = read_json(out / "config.json")
     assert config["num_input_channels"] == 3 and config["context_length"] == max(len(r["series"][0]) for r in rows)
+    assert config["channel_attention"] and len(config["channel_means"]) == 3  # several channels: they attend to each other
     assert (out / "pretrained" / "model.safetensors").exists() and (out / "adapter" / "adapter_config.json").exists()
     adapter = read_json(out / "adapter" / "adapter_config.json")
     assert set(adapter["target_modules"]) == set(series.LORA_TARGETS)
