@@ -12,8 +12,10 @@ Every series becomes an array of shape (channels, time). Then, in this order:
   missing value stops the run with the row and column to fix; nothing is filled in silently.
 - Variable length: each series is resampled (linear interpolation) to `context_length`, by default the
   longest training series; PatchTST has no attention mask over patches, so resampling, not padding.
-- Scaling: each channel of each series is z-normalised on its own (mean 0, std 1), so the model sees shape,
-  not level; the model's own scaler is off.
+- Scaling (`--scaling`): each channel of each series z-normalised on its own (`series`: the model sees shape,
+  not level or amplitude), or every series with each channel's mean and std over the training series
+  (`dataset`: amplitude is kept, which tells e.g. standing from running; the statistics are saved in the
+  model's config as `channel_means`/`channel_stds`). The model's own scaler is off.
 """
 import copy
 import dataclasses
@@ -50,13 +52,20 @@ class SeriesArguments(args.DataArguments):
                                         "series, or the pre-trained checkpoint's length."})
     patch_length: Optional[int] = field(default=None, metadata={"help": "Default: from the series length."})
     patch_stride: Optional[int] = field(default=None, metadata={"help": "Default: half the patch length."})
-    pooling: str = field(default="mean", metadata={"help": "How patch embeddings become one vector per channel.",
-                                                   "choices": ["mean", "max"]})
+    pooling: str = field(default="max", metadata={"help": "How patch embeddings become one vector per channel.",
+                                                  "choices": ["mean", "max"]})
+    scaling: str = field(default="dataset", metadata={
+        "help": "series: z-normalise each channel of each series on its own (shape only); dataset: by each channel's "
+                "mean and std over the training series (keeps amplitude). A checkpoint keeps its own.",
+        "choices": ["series", "dataset"]})
+    channel_attention: Optional[bool] = field(
+        default=None, metadata={"help": "Channels also attend to each other in every layer, besides time. Default: "
+                                        "on when the series have several channels (false: each channel on its own)."})
     # The shape of a new backbone; a checkpoint given by --model_name_or_path brings its own.
-    d_model: int = 64
-    num_hidden_layers: int = 3
+    d_model: int = 32
+    num_hidden_layers: int = 2
     num_attention_heads: int = 4
-    ffn_dim: int = 128
+    ffn_dim: int = 64
     model_dropout: float = field(default=0.1, metadata={"help": "Attention, feed-forward and head dropout of a "
                                                                 "new backbone (--dropout overrides any model's)."})
     mask_ratio: float = field(default=0.4, metadata={"help": "Pre-training: share of patches masked."})
@@ -202,25 +211,34 @@ def _checked(series, source, row):
     return series
 
 
-def prepare(series, length) -> np.ndarray:
-    """(channels, time) -> (length, channels): resampled to `length`, each channel z-normalised."""
+def prepare(series, length, means=None, stds=None) -> np.ndarray:
+    """(channels, time) -> (length, channels): resampled to `length`, each channel z-normalised (by its own
+    mean and std, or by the given per-channel `means` and `stds`)."""
     if series.shape[1] != length:
         old, new = np.linspace(0, 1, series.shape[1]), np.linspace(0, 1, length)
         series = np.stack([np.interp(new, old, channel) for channel in series])
-    std = series.std(axis=1, keepdims=True)
-    series = (series - series.mean(axis=1, keepdims=True)) / np.where(std > 1e-8, std, 1.0)
+    if means is None:
+        means, stds = series.mean(axis=1), series.std(axis=1)
+    means, stds = np.asarray(means)[:, None], np.asarray(stds)[:, None]
+    series = (series - means) / np.where(stds > 1e-8, stds, 1.0)
     return series.T.astype(np.float32)
 
 
-def features(arrays, length, label_set=None, raw=None, label_column=None) -> dict:
-    """split -> list of model inputs {past_values, target_values (when labelled)}."""
+def prepare_for(config, series) -> np.ndarray:
+    """A (channels, time) series as the model `config` was trained on it: its length and its scaling."""
+    return prepare(series, config.context_length, getattr(config, "channel_means", None),
+                   getattr(config, "channel_stds", None))
+
+
+def features(arrays, config, label_set=None, raw=None, label_column=None) -> dict:
+    """split -> list of model inputs {past_values, target_values (when labelled)}, prepared for `config`."""
     out = {}
     for split, values in arrays.items():
         labels = raw.splits[split][label_column] if label_set and label_column in raw.splits[split].column_names \
             else None
         if labels is not None and not all(label_set.is_labelled(v) for v in labels):
             labels = None  # a test split without gold labels
-        out[split] = [{"past_values": prepare(v, length),
+        out[split] = [{"past_values": prepare_for(config, v),
                        **({"target_values": label_set.encode(labels[i])} if labels is not None else {})}
                       for i, v in enumerate(values)]
     return out
@@ -259,7 +277,11 @@ def model_config(cfg, arrays, label_set=None) -> PatchTSTConfig:
             num_input_channels=channels, context_length=length, patch_length=patch,
             patch_stride=d.patch_stride or max(1, patch // 2), d_model=d.d_model, num_hidden_layers=d.num_hidden_layers,
             num_attention_heads=d.num_attention_heads, ffn_dim=d.ffn_dim, attention_dropout=d.model_dropout,
-            ff_dropout=d.model_dropout, head_dropout=d.model_dropout, scaling=None)  # scaled in prepare()
+            ff_dropout=d.model_dropout, head_dropout=d.model_dropout, scaling=None,  # scaled in prepare()
+            channel_attention=channels > 1 if d.channel_attention is None else d.channel_attention)
+        if d.scaling == "dataset":  # every value of every training series, per channel
+            pooled = np.concatenate(arrays[TRAIN if TRAIN in arrays else next(iter(arrays))], axis=1)
+            config.channel_means, config.channel_stds = pooled.mean(axis=1).tolist(), pooled.std(axis=1).tolist()
     config.pooling_type = d.pooling
     if cfg.model.dropout is not None:
         config.attention_dropout = config.ff_dropout = config.head_dropout = cfg.model.dropout

@@ -106,7 +106,8 @@ def test_linear_probe_on_the_pretrained_backbone_end_to_end(pretrained, tmp_path
 
 def test_multivariate_variable_length_with_pretraining_and_lora(tmp_path):
     """A list of lists per row (3 channels), lengths 24-40, in jsonl: resampled to the longest training series;
-    --pretrain_epochs pre-trains on the training series, --lora adapts the attention/MLP projections."""
+    --pretrain_epochs pre-trains on the training series, --lora adapts the attention/MLP projections; channel attention
+    is on by itself."""
     rows = waves(32, length=40, channels=3, variable=True)
     with open(tmp_path / "train.jsonl", "w") as fh:
         fh.writelines(json.dumps(r) + "\n" for r in rows)
@@ -116,6 +117,7 @@ def test_multivariate_variable_length_with_pretraining_and_lora(tmp_path):
                "--output_dir", out, *TINY)
     config = read_json(out / "config.json")
     assert config["num_input_channels"] == 3 and config["context_length"] == max(len(r["series"][0]) for r in rows)
+    assert config["channel_attention"] and len(config["channel_means"]) == 3  # several channels: they attend to each other
     assert (out / "pretrained" / "model.safetensors").exists() and (out / "adapter" / "adapter_config.json").exists()
     adapter = read_json(out / "adapter" / "adapter_config.json")
     assert set(adapter["target_modules"]) == set(series.LORA_TARGETS)
@@ -178,3 +180,27 @@ def test_ts_files_read_with_aeon(tmp_path):
     raw = series.load(_config(tmp_path, "--train_file", ts, "--test_file", ts.with_name("GunPoint_TEST.ts")))
     assert len(raw.splits["train"]) == 50 and len(raw.splits["test"]) == 150
     assert series.to_arrays(raw)["train"][0].shape == (1, 150) and set(raw.splits["test"]["label"]) == {"1", "2"}
+
+
+def test_dataset_scaling_keeps_amplitude_and_travels_with_the_model(tmp_path):
+    """--scaling dataset (the default): each channel scaled by its mean and std over the training series (saved in the model's
+    config), so a quiet and a loud series of the same shape stay apart; --scaling series makes them equal."""
+    rows = waves(8, channels=2)
+    with open(tmp_path / "train.jsonl", "w") as fh:
+        fh.writelines(json.dumps(r) + "\n" for r in rows)
+    cfg = _config(tmp_path, "--train_file", tmp_path / "train.jsonl", "--scaling", "dataset")
+    raw = series.load(cfg)
+    arrays = series.to_arrays(raw)
+    config = series.model_config(cfg, arrays, LabelSet.from_splits(raw, "label"))
+    pooled = np.concatenate(arrays["train"], axis=1)
+    assert np.allclose(config.channel_means, pooled.mean(axis=1)) and np.allclose(config.channel_stds, pooled.std(axis=1))
+    quiet = arrays["train"][0]
+    loud = (quiet - quiet.mean(axis=1, keepdims=True)) * 10 + quiet.mean(axis=1, keepdims=True)
+    assert np.allclose(series.prepare_for(config, loud).std(axis=0), 10 * series.prepare_for(config, quiet).std(axis=0),
+                       rtol=1e-4)
+    series_cfg = _config(tmp_path, "--train_file", tmp_path / "train.jsonl", "--scaling", "series")
+    per_series = series.model_config(series_cfg, arrays)
+    assert np.allclose(series.prepare_for(per_series, loud), series.prepare_for(per_series, quiet), atol=1e-5)
+    config.save_pretrained(tmp_path / "model")  # the statistics travel with the model
+    loaded = type(config).from_pretrained(tmp_path / "model")
+    assert np.allclose(series.prepare_for(loaded, loud), series.prepare_for(config, loud))

@@ -26,7 +26,7 @@ def main():
     arrays = series.to_arrays(raw)
     raw, arrays = augment.training_series(raw, arrays, cfg)  # --augment jitter,scale,slice: training series only
     config = series.model_config(cfg, arrays)  # a new backbone sized to the data, or --model_name_or_path's
-    encoded = series.features(arrays, config.context_length)
+    encoded = series.features(arrays, config)
 
     def make_model(model_args):  # continue from a checkpoint's backbone, or start new
         model = series.pretraining_model(config, cfg.data.mask_ratio)

@@ -52,7 +52,7 @@ def main():
         raise UserError("--pretrain_epochs pre-trains a new backbone before training: drop --model_name_or_path, "
                         "and pass --do_train")
     config = series.model_config(cfg, arrays, label_set)
-    encoded = series.features(arrays, config.context_length, label_set, raw, d.label_column_name)
+    encoded = series.features(arrays, config, label_set, raw, d.label_column_name)
     cfg.training.label_names = ["target_values"]  # PatchTST's name for the labels
 
     # Optional self-supervised pre-training on the training series only; its backbone is then fine-tuned.
