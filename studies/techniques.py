@@ -68,11 +68,13 @@ STUDIES = {  # study: (question, metric, {variant: recipe + flags})
         "--oversample": [*IMBALANCED, "--oversample"],
         "--focal_gamma 2": [*IMBALANCED, "--focal_gamma", "2"],
     }),
-    "augmentation": ("Augmentation (--augment delete,swap,mask --augment_factor 1) on small SST-2 training sets",
-                     "eval_accuracy", {
+    "augmentation": ("Augmentation (--augment delete,swap,mask --augment_factor 1) on small SST-2 training sets, "
+                     "at an equal number of optimizer steps (the augmented run has half the epochs over twice the "
+                     "examples)", "eval_accuracy", {
         f"{n} sentences, {label}": [*SST2, "--max_train_samples", str(n), "--num_train_epochs", str(epochs), *flags]
-        for n, epochs in ((100, 20), (500, 6), (2000, 3))
-        for label, flags in (("no augmentation", []), ("augmented", ["--augment", "delete,swap,mask"]))
+        for n, full_epochs in ((100, 20), (500, 6), (2000, 3))
+        for label, epochs, flags in (("no augmentation", full_epochs, []),
+                                     ("augmented", full_epochs / 2, ["--augment", "delete,swap,mask"]))
     }),
 }
 
