@@ -17,6 +17,7 @@ import re
 import statistics
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -47,6 +48,8 @@ STUDIES = {  # study: (question, metric, {variant: recipe + flags})
         "frozen + cached features": [*FULL, "--freeze_encoder", "--cache_features", *HEAD_LR],
         "frozen + cached, 30 epochs": [*FULL, "--freeze_encoder", "--cache_features", *HEAD_LR,
                                        "--num_train_epochs", "30"],
+        "frozen + cached, 30 epochs, lr 1e-2": [*FULL, "--freeze_encoder", "--cache_features", *HEAD_LR,
+                                                "--num_train_epochs", "30", "--learning_rate", "1e-2"],
         "LoRA r=4": [*FULL, "--lora", "--lora_r", "4", "--lora_alpha", "8", *LORA_LR],
         "LoRA r=8": [*FULL, "--lora", "--lora_r", "8", "--lora_alpha", "16", *LORA_LR],
         "LoRA r=16": [*FULL, "--lora", "--lora_r", "16", "--lora_alpha", "32", *LORA_LR],
@@ -151,7 +154,7 @@ def ensemble_study():
 
 
 def summary(study, question, metric, variants):
-    rows, points = [], []
+    rows, points, command = [], [], None
     for variant in variants:
         records = [json.loads(p.read_text()) for s in SEEDS
                    if (p := run_dir(variants[variant], s) / "study_run.json").exists()]
@@ -166,9 +169,9 @@ def summary(study, question, metric, variants):
                     f"{f'{trainable:,}' if trainable else '?'} | {statistics.mean(train):.0f} s | "
                     f"{statistics.mean(walls):.0f} s | {max(r['peak_rss_gib'] for r in records):.2f} GiB |")
         points.append((variant, statistics.mean(train), mean, std))
+        command = command or records[0]["command"]
     if not rows:
         return ""
-    command = records[0]["command"]
     plot(study, question, metric, points)
     return (f"## {study}: {question}\n\nMetric: {metric} on the dev set, mean ± std over seeds {SEEDS}. One run, "
             f"for example: `python {command}`\n\n"
@@ -179,15 +182,18 @@ def summary(study, question, metric, variants):
 
 def plot(study, question, metric, points):
     import matplotlib
+    import matplotlib.ticker
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     figure, axes = plt.subplots(figsize=(8, 4.5))
     for variant, cost, mean, std in points:
         axes.errorbar(cost, mean, yerr=std, fmt="o", capsize=4, label=variant)
     axes.set_xscale("log")
+    axes.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    axes.xaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
     axes.set_xlabel("training time, s (log scale)")
     axes.set_ylabel(f"dev {metric.replace('eval_', '')}")
-    axes.set_title(question if len(question) < 80 else question[:77] + "...", fontsize=9)
+    axes.set_title(textwrap.fill(question, 110), fontsize=8)
     axes.legend(fontsize=7, loc="best")
     axes.grid(alpha=0.3)
     figure.tight_layout()
@@ -197,7 +203,19 @@ def plot(study, question, metric, points):
 
 def ensemble_summary():
     path = OUT / "ensemble" / "ensemble_results.json"
-    return f"## ensemble\n\n```\n{path.read_text()}\n```\n" if path.exists() else ""
+    if not path.exists():
+        return ""
+    result = json.loads(path.read_text())["splits"]["validation"]
+    rows = [f"| seed {seed} (full fine-tuning) | {scores['accuracy']:.4f} | {scores['f1_macro']:.4f} |"
+            for seed, scores in zip(SEEDS, result["members"].values())]
+    ensemble = result["ensemble"]
+    return ("## ensemble: is an ensemble of 3 seeds worth it? (SST-2, 2,000 sentences, full fine-tuning)\n\n"
+            "The three seeds of the recipe's defaults above, averaged by `python -m common.ensemble "
+            "studies/out/runs/<seed 1> <seed 2> <seed 3> --output_dir studies/out/ensemble` (3x the training and "
+            "prediction cost of one member).\n\n| model | dev accuracy | dev macro-F1 |\n|---|---|---|\n"
+            + "\n".join(rows) + f"\n| **ensemble of the 3** | **{ensemble['accuracy']:.4f}** | "
+            f"**{ensemble['f1_macro']:.4f}** |\n\nGain over the best member: "
+            f"{result['accuracy_gain_over_best_member']:+.4f} accuracy.\n")
 
 
 if __name__ == "__main__":
