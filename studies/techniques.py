@@ -232,6 +232,10 @@ if __name__ == "__main__":
                 for seed in SEEDS:
                     run(name, variant, flags, seed)
     sections = [summary(name, *STUDIES[name]) for name in STUDIES] + [ensemble_summary()]
-    (ROOT / "studies" / "results.md").write_text("# Technique studies\n\nWritten by `python studies/techniques.py` "
-                                                 "(see its docstring).\n\n" + "\n".join(s for s in sections if s))
+    threads = sorted({json.loads(p.read_text()).get("threads", "all cores") for p in OUT.glob("runs/*/study_run.json")})
+    (ROOT / "studies" / "results.md").write_text(
+        "# Technique studies\n\nWritten by `python studies/techniques.py` (see its docstring). Times: "
+        f"{os.cpu_count()}-core CPU (AVX512-BF16, no AMX; bf16 autocast on), torch threads per run: "
+        f"{', '.join(map(str, threads))} (`OMP_NUM_THREADS=1`, two runs side by side, one per core); compare times "
+        "within a table, not with the throughput benchmark.\n\n" + "\n".join(s for s in sections if s))
     print((ROOT / "studies" / "results.md").read_text())
