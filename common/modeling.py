@@ -55,13 +55,10 @@ def load_model(model_args, auto_class, config, peft_task_type):
     if model_args.freeze_encoder and model_args.lora:
         raise UserError("--freeze_encoder and --lora both decide what trains: choose one")
     model = _from_pretrained(auto_class, model_path(model_args), model_args, config=config)
-    if model_args.cache_features and not model_args.freeze_encoder:
-        raise UserError("--cache_features needs --freeze_encoder: only a frozen encoder gives the same outputs "
-                        "every epoch")
     if model_args.freeze_encoder:
         freeze_encoder(model)
-        if model_args.cache_features:
-            feature_cache.install(model)
+    if model_args.cache_features:  # refuses an encoder that trains
+        feature_cache.install(model)
     if model_args.lora:
         model = add_lora(model, model_args, peft_task_type)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
