@@ -5,7 +5,7 @@ achieved against this machine's own matmul peak.
     python bench/throughput.py sst2 --steps 100   # one task, another number of steps
 
 Each task's recipe runs twice, as subprocesses, on the same model, data and number of optimizer steps:
-  recipe       its bench config: each batch padded to its longest (a multiple of 8), batches grouped by
+  recipe       its bench config: each batch padded to its longest (a multiple of 8 on GPUs), batches grouped by
                length, bf16 autocast where the hardware does it fast, fused AdamW (transformers' default)
   hf_defaults  what run_glue.py / run_ner.py / run_qa.py do by default: every batch padded to
                max_seq_length (128; 384 for QA), fp32, random batches, batch size 8 (12 for QA, its README's
@@ -65,19 +65,23 @@ def non_embedding_parameters():
     return sum(p.numel() for p in model.parameters()) - embeddings
 
 
-def run_recipe(task, setting, steps, out_dir):
-    """One recipe run in a child process (this file with --child); returns its results and peak RSS."""
-    recipe, config, _, _, hf_defaults = TASKS[task]
+def hf_defaults(task):
+    """The flags that turn a recipe's bench config into what HF's example script does by default."""
+    return HF_COMMON + TASKS[task][4]
+
+
+def run_recipe(task, extra, steps, out_dir):
+    """One recipe run, its bench config + `extra` flags, in a child process (this file with --child);
+    returns its results, steady-state step timings and peak RSS."""
+    recipe, config, _, _, _ = TASKS[task]
     flags = [config, "--output_dir", str(out_dir), "--overwrite_output_dir", "true", "--max_steps", str(steps),
              "--eval_strategy", "no", "--save_strategy", "no", "--do_predict", "false", "--logging_steps", "1000",
-             "--disable_tqdm", "true"]
-    if setting == "hf_defaults":
-        flags += HF_COMMON + hf_defaults
+             "--disable_tqdm", "true", *extra]
     child = subprocess.Popen([sys.executable, __file__, "--child", recipe, *flags], cwd=ROOT,
                              env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
     _, status, usage = os.wait4(child.pid, 0)
     if status:
-        raise SystemExit(f"{task} {setting} failed (status {status}); its output is above")
+        raise SystemExit(f"{task} {' '.join(extra)} failed (status {status}); its output is above")
     results = json.loads((out_dir / "all_results.json").read_text())
     return {**results, **json.loads((out_dir / "step_times.json").read_text()), "peak_rss_gib": usage.ru_maxrss / 2**20}
 
@@ -141,8 +145,8 @@ def main():
     rows = []
     for task in options.tasks or TASKS:
         _, _, metric, steps, _ = TASKS[task]
-        runs = {s: run_recipe(task, s, options.steps or steps, ROOT / "bench/out/throughput" / f"{task}_{s}")
-                for s in ("hf_defaults", "recipe")}
+        runs = {s: run_recipe(task, flags, options.steps or steps, ROOT / "bench/out/throughput" / f"{task}_{s}")
+                for s, flags in (("hf_defaults", hf_defaults(task)), ("recipe", []))}
         for setting, r in runs.items():
             model_flops = flops_per_token * r["steady_tokens_per_second"]
             rows.append(

@@ -59,10 +59,12 @@ class RecipeTrainer(Trainer):
     def create_optimizer(self, model=None):
         """Trainer's optimizer; its parameter groups split by learning rate under --head_learning_rate or
         --layerwise_lr_decay."""
-        if self.optimizer is None and self.run_args is not None and learning_rates.wanted(self.run_args):
-            self.optimizer = learning_rates.split_groups(super().create_optimizer(model),
-                                                         self.model if model is None else model, self.args, self.run_args)
-        return super().create_optimizer(model)
+        fresh = self.optimizer is None
+        optimizer = super().create_optimizer(model)
+        if fresh and self.run_args is not None and learning_rates.wanted(self.run_args):
+            self.optimizer = optimizer = learning_rates.split_groups(
+                optimizer, self.model if model is None else model, self.args, self.run_args)
+        return optimizer
 
     def save_metrics(self, split, metrics, combined=True):
         """<split>_results.json, written atomically (Trainer's own writes in place). all_results.json is

@@ -242,6 +242,12 @@ def test_batches_pad_to_their_longest_unless_pad_to_max_length(tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(default_model_path())
     features = [tokenizer(text) for text in ("a short one", "a slightly longer sentence than that one")]
     longest = max(len(f["input_ids"]) for f in features)
-    for flags, width in ([], longest), (["--bf16", "true"], -(-longest // 8) * 8), (["--pad_to_max_length"], 64):
+    assert longest % 8 and longest % 16, "pick texts whose longest is no multiple of 8 or 16"
+    import torch
+    tensor_cores = torch.cuda.is_available()  # bf16 pads to a multiple of 8 on GPUs only: faster there, slower on CPUs
+    for flags, width in (([], longest), (["--bf16", "true"], -(-longest // 8) * 8 if tensor_cores else longest),
+                         (["--bf16", "true", "--pad_to_multiple_of", "8"], -(-longest // 8) * 8),
+                         (["--bf16", "true", "--pad_to_multiple_of", "1"], longest),
+                         (["--pad_to_multiple_of", "16"], -(-longest // 16) * 16), (["--pad_to_max_length"], 64)):
         cfg = args.parse(argv=["--output_dir", str(tmp_path), "--max_seq_length", "64", "--auto_bf16", "false", *flags])
         assert collators.dynamic_padding(tokenizer, cfg)(features)["input_ids"].shape == (2, width), flags
