@@ -18,7 +18,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.throughput import TASKS, measure_matmul_peak, non_embedding_parameters, run_recipe  # noqa: E402
+from bench.throughput import (TASKS, append_section, device_name, measure_matmul_peak,  # noqa: E402
+                             non_embedding_parameters, run_recipe)
 
 RESULTS = ROOT / "bench/ablations_results.md"
 VARIANTS = {  # name: (what it changes, flags on top of the bench config)
@@ -62,15 +63,12 @@ def main():
                 f"{r['train_samples_per_second']:.1f} | {r['eval_samples_per_second']:.1f} | "
                 f"{r[metric]:.4f} | {r['peak_rss_gib']:.2f} GiB | "
                 f"{flops_per_token * r['steady_tokens_per_second'] / peaks['bfloat16']:.1%} |")
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"{os.cpu_count()}-core CPU"
-    header = (f"\n### {time.strftime('%Y-%m-%d %H:%M')}, {device}, load average {os.getloadavg()[0]:.1f} at the end "
+    header = (f"\n### {time.strftime('%Y-%m-%d %H:%M')}, {device_name()}, load average {os.getloadavg()[0]:.1f} at the end "
               f"(`python bench/ablations.py {' '.join(sys.argv[1:])}`)\n\n"
               f"Matmul peak: fp32 {peaks['float32'] / 1e12:.2f}, bf16 {peaks['bfloat16'] / 1e12:.2f} TFLOP/s.\n\n"
               "| task | variant | train samples/s (steady) | vs recipe | train samples/s (whole run) | "
               "eval samples/s | dev metric | peak RSS | of bf16 peak |\n|---|---|---|---|---|---|---|---|---|\n")
-    existing = RESULTS.read_text() if RESULTS.exists() else "# Ablations\n\nWritten by `bench/ablations.py`.\n"
-    RESULTS.write_text(existing + header + "\n".join(rows) + "\n")
-    print(header + "\n".join(rows))
+    append_section(RESULTS, "Ablations", header + "\n".join(rows) + "\n")
 
 
 if __name__ == "__main__":

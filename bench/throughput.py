@@ -65,6 +65,18 @@ def non_embedding_parameters():
     return sum(p.numel() for p in model.parameters()) - embeddings
 
 
+def device_name():
+    import torch
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else f"{os.cpu_count()}-core CPU"
+
+
+def append_section(path, title, section):
+    """Append one run's section to a results file, created with `title` the first time; print it."""
+    existing = path.read_text() if path.exists() else f"# {title}\n\nWritten by `bench/{Path(sys.argv[0]).name}`.\n"
+    path.write_text(existing + section)
+    print(section)
+
+
 def hf_defaults(task):
     """The flags that turn a recipe's bench config into what HF's example script does by default."""
     return HF_COMMON + TASKS[task][4]
@@ -138,8 +150,6 @@ def main():
     if set(options.tasks) - set(TASKS):
         parser.error(f"unknown task(s) {', '.join(sorted(set(options.tasks) - set(TASKS)))}; choose from {', '.join(TASKS)}")
     sys.path.insert(0, str(ROOT))
-    import torch
-
     peaks = measure_matmul_peak()
     flops_per_token = 6 * non_embedding_parameters()
     rows = []
@@ -159,8 +169,7 @@ def main():
                     f"{a['steady_tokens_per_second'] / b['steady_tokens_per_second']:.2f}x | "
                     f"**{a['eval_samples_per_second'] / b['eval_samples_per_second']:.2f}x** | "
                     f"{b['eval_runtime'] / a['eval_runtime']:.2f}x faster | | | | | |")
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"{os.cpu_count()}-core CPU"
-    header = (f"\n### {time.strftime('%Y-%m-%d')}, {device} "
+    header = (f"\n### {time.strftime('%Y-%m-%d')}, {device_name()} "
               f"(`python bench/throughput.py {' '.join(sys.argv[1:])}`)\n\n"
               f"Measured matmul peak (2048 x 2048): fp32 {peaks['float32'] / 1e12:.2f} TFLOP/s, bf16 "
               f"{peaks['bfloat16'] / 1e12:.2f} TFLOP/s ({peaks['bfloat16'] / peaks['float32']:.1f}x). Model FLOPs per "
@@ -168,9 +177,7 @@ def main():
               "| task | setting | train samples/s | train tokens/s (non-padding) | eval samples/s | eval time "
               "(post-processing incl.) | peak RSS | dev metric after these steps | model TFLOP/s | of fp32 peak | "
               "of bf16 peak |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
-    existing = RESULTS.read_text() if RESULTS.exists() else "# Throughput\n\nWritten by `bench/throughput.py`.\n"
-    RESULTS.write_text(existing + header + "\n".join(rows) + "\n")
-    print(header + "\n".join(rows))
+    append_section(RESULTS, "Throughput", header + "\n".join(rows) + "\n")
 
 
 if __name__ == "__main__":
