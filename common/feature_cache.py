@@ -5,6 +5,11 @@ forward is replaced (on the instance, so the saved model and its state dict are 
 each row's tokens: a row seen before gets its stored outputs, the others go through the real encoder in one
 batch and are stored. The model's own head code then runs unchanged on those outputs, so the result is the
 frozen-head model, trained in a fraction of the time and saved as a normal pipeline()-loadable model.
+
+Padding is not cached: per-token outputs at padded positions come back as zeros. Heads that ignore padding
+(pooled classification, token classification with -100 labels) train exactly as with the live encoder.
+Transformers' QA heads do not: their start/end softmax runs over padded positions too, so a QA head trains on
+slightly different logits there (the recipe's post-processing never picks a padded position).
 """
 import torch
 from torch import nn
