@@ -65,8 +65,8 @@ CANDIDATES = {
 
 
 def on_default(*extra):
-    """A candidate on top of round 3's defaults (ds_max: dataset scaling, max pooling, channel attention; no
-    augmentation: SMALL turns off the one config.yaml has since round 4)."""
+    """A candidate on top of round 3's defaults (ds_max: dataset scaling, max pooling, channel attention). SMALL
+    passes `--augment ''`, so an augmentation put in config.yaml later does not change these rows."""
     return flags("dataset", "max", channel_attention=True, extra=list(extra))
 
 
