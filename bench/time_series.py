@@ -3,12 +3,17 @@ scratch) next to aeon's MiniRocket and 1-NN-DTW, on UCR/UEA test splits, with wa
 
     python bench/time_series.py                                  # the five sets below
     python bench/time_series.py GunPoint ArrowHead               # some of them
+    python bench/time_series.py --seeds 3                        # each PatchTST run and MiniRocket with 3 seeds
     python bench/time_series.py GunPoint -- --num_train_epochs 50  # flags after -- go to the recipe
 
-PatchTST runs the recipe's config.yaml unchanged (only --dataset_name, --output_dir and --pretrain_epochs 0 for
-the from-scratch run), as a subprocess, so its wall time includes start-up, pre-training and prediction. The
-baselines are fit on the same train split and scored on the same test split. Results: bench/time_series_results.md.
+PatchTST runs the recipe's config.yaml unchanged (only --dataset_name, --output_dir, --seed and --pretrain_epochs 0
+for the from-scratch run), as a subprocess, so its wall time includes start-up, pre-training and prediction. The
+baselines are fit on the same train split and scored on the same test split. With --seeds N, PatchTST runs with
+--seed 42, 43, ... and MiniRocket with random_state 0, 1, ...; a cell is then the mean accuracy [min–max] (mean
+wall time); 1-NN-DTW has no randomness and runs once. Every run appends a section (date, command, load) to
+bench/time_series_results.md.
 """
+import argparse
 import json
 import os
 import subprocess
@@ -22,10 +27,10 @@ CONFIG = "recipes/time_series_classification/config.yaml"
 RESULTS = ROOT / "bench" / "time_series_results.md"
 
 
-def patchtst(name, pretrain, extra):
-    out = f"bench/out/ts/{name}_{'pretrained' if pretrain else 'scratch'}"
+def patchtst(name, pretrain, extra, seed=42):
+    out = f"bench/out/ts/{name}_{'pretrained' if pretrain else 'scratch'}_seed{seed}"
     command = [sys.executable, "recipes/time_series_classification/run.py", CONFIG, "--dataset_name", f"ucr/{name}",
-               "--output_dir", out, "--overwrite_output_dir", "--disable_tqdm", "true",
+               "--output_dir", out, "--overwrite_output_dir", "--disable_tqdm", "true", "--seed", str(seed),
                *([] if pretrain else ["--pretrain_epochs", "0"]), *extra]
     start = time.time()
     subprocess.run(command, cwd=ROOT, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
@@ -43,9 +48,9 @@ def baseline(name, make):
     return accuracy, time.time() - start
 
 
-def minirocket():
+def minirocket(seed=0):
     from aeon.classification.convolution_based import MiniRocketClassifier
-    return MiniRocketClassifier(random_state=0)
+    return MiniRocketClassifier(random_state=seed)
 
 
 def one_nn_dtw():
@@ -56,42 +61,56 @@ def one_nn_dtw():
 def main():
     argv = sys.argv[1:]
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
-    names = (argv[:argv.index("--")] if "--" in argv else argv) or DATASETS
-    rows = _existing_rows()  # a run of some sets keeps the other sets' rows
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("datasets", nargs="*", metavar="DATASET", help=f"default: {' '.join(DATASETS)}")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds per PatchTST run and MiniRocket; default 1")
+    options = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    names, seeds = options.datasets or DATASETS, range(options.seeds)
+    load = os.getloadavg()[0]
+    _append(f"\n## {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC: `python bench/time_series.py "
+            f"{' '.join(argv)}`".rstrip() + f", {options.seeds} seed(s), load average {load:.1f} at start\n\n"
+            + HEADER + "\n" + "|---" * 9 + "|\n")
     for name in names:
         load = os.getloadavg()[0]
-        scores = [patchtst(name, True, extra), patchtst(name, False, extra),
-                  baseline(name, minirocket), baseline(name, one_nn_dtw)]
-        cells = " | ".join(f"{acc:.4f} ({secs:.0f} s)" for acc, secs in scores)
-        verdict = "yes" if scores[0][0] >= scores[2][0] else "no"
-        rows[name] = (f"| {name} | {cells} | {verdict} | {load:.1f} | {time.strftime('%H:%M', time.gmtime())} | "
-                      f"{' '.join(extra) or 'config as is'} |")
-        print(rows[name], flush=True)
-        _write(rows)
-    print(f"\nwritten to {RESULTS}")
+        pretrained = [patchtst(name, True, extra, 42 + k) for k in seeds]
+        scratch = [patchtst(name, False, extra, 42 + k) for k in seeds]
+        rocket = [baseline(name, lambda: minirocket(k)) for k in seeds]
+        scores = [pretrained, scratch, rocket, [baseline(name, one_nn_dtw)]]
+        cells = " | ".join(_cell(runs) for runs in scores)
+        verdict = "yes" if _mean(pretrained) >= _mean(rocket) else "no"
+        row = (f"| {name} | {cells} | {verdict} | {load:.1f} | {time.strftime('%H:%M', time.gmtime())} | "
+               f"{' '.join(extra) or 'config as is'} |")
+        print(row, flush=True)
+        _append(row + "\n")
+    print(f"\nappended to {RESULTS}")
 
 
 HEADER = ("| dataset | PatchTST pre-trained + fine-tuned | PatchTST from scratch | MiniRocket | 1-NN-DTW "
           "| pre-trained ≥ MiniRocket | load average at start | UTC | recipe overrides |")
 
 
-def _existing_rows():
+def _mean(runs):
+    return sum(acc for acc, _ in runs) / len(runs)
+
+
+def _cell(runs):
+    """'0.9600 (11 s)' for one run; 'mean [min–max] (mean wall time)' for several."""
+    accuracies, seconds = [acc for acc, _ in runs], sum(secs for _, secs in runs) / len(runs)
+    spread = f" [{min(accuracies):.4f}–{max(accuracies):.4f}]" if len(runs) > 1 else ""
+    return f"{_mean(runs):.4f}{spread} ({seconds:.0f} s)"
+
+
+def _append(text):
     if not RESULTS.exists():
-        return {}
-    lines = [line for line in RESULTS.read_text().splitlines() if line.startswith("| ") and line != HEADER]
-    return {line.split(" | ")[0][2:]: line for line in lines if not line.startswith("| dataset")}
-
-
-def _write(rows):
-    rows = {**_existing_rows(), **rows}  # rows another run wrote meanwhile stay
-    ordered = [rows[n] for n in DATASETS if n in rows] + [r for n, r in rows.items() if n not in DATASETS]
-    RESULTS.write_text(
-        "# Time-series classification: test accuracy (wall time)\n\n"
-        f"`python bench/time_series.py [DATASET ...] [-- recipe flags]`, {os.cpu_count()} CPU cores, recipe config "
-        f"`{CONFIG}`. PatchTST times are whole subprocess runs (start-up, pre-training, fine-tuning, prediction); "
-        "baselines are fit + predict (MiniRocket's first run includes numba compilation). The machine was shared "
-        "with other jobs when the load average exceeds 2: wall times are then upper bounds.\n\n"
-        + "\n".join([HEADER, "|---" * 9 + "|", *ordered]) + "\n")
+        RESULTS.write_text(
+            "# Time-series classification: test accuracy (wall time)\n\n"
+            f"`python bench/time_series.py [DATASET ...] [--seeds N] [-- recipe flags]`, {os.cpu_count()} CPU cores, "
+            f"recipe config `{CONFIG}`. PatchTST times are whole subprocess runs (start-up, pre-training, fine-tuning, "
+            "prediction); baselines are fit + predict (MiniRocket's first run includes numba compilation). The "
+            "machine was shared with other jobs when the load average exceeds 2: wall times are then upper bounds. "
+            "Each run appends a section.\n")
+    with RESULTS.open("a") as f:
+        f.write(text)
 
 
 if __name__ == "__main__":

@@ -3,13 +3,18 @@
 Each set's train split is cut into 4 stratified folds (seed 0); each candidate runs the recipe (config.yaml + the
 candidate's flags) 4 times, on 75% of the training series, scored on the other 25%, so every training series is
 validated once (the validation sets of single splits, 9 to 50 series, are too small to tell settings apart).
-Test series are never loaded. One run at a time, one torch thread. Results are appended to bench/time_series_search.jsonl and printed
-as a table (validation accuracy, wall time of the whole subprocess run).
+Test series are never loaded. `--seeds N` repeats every fold with N seeds (--seed 42, 43, ...): the validation
+accuracy is then the mean over folds x seeds, and the per-seed accuracies (each over all folds) are logged, so the
+seed-to-seed spread shows how large a difference must be to mean anything. One run at a time, one torch thread.
+Results are appended to bench/time_series_search.jsonl and printed as a table (validation accuracy, wall time of
+the whole subprocess run).
 
-    python bench/time_series_search.py                 # every candidate below on the five sets
-    python bench/time_series_search.py base small      # some candidates
-    python bench/time_series_search.py --table         # the log as a markdown table
+    python bench/time_series_search.py                              # every candidate below on the five sets
+    python bench/time_series_search.py base small                   # some candidates
+    python bench/time_series_search.py default aug2 --seeds 3 --datasets GunPoint ArrowHead OSULeaf
+    python bench/time_series_search.py --table                      # the log as a markdown table
 """
+import argparse
 import json
 import os
 import subprocess
@@ -32,7 +37,7 @@ LOG = ROOT / "bench" / "time_series_search.jsonl"
 LENGTHS = {"GunPoint": 150, "ArrowHead": 251, "ItalyPowerDemand": 24, "BasicMotions": 100, "OSULeaf": 427}
 SMALL = ["--d_model", "32", "--num_hidden_layers", "2", "--num_attention_heads", "4", "--ffn_dim", "64",
          "--per_device_train_batch_size", "8", "--pretrain_epochs", "20", "--num_train_epochs", "60",
-         "--learning_rate", "1e-3", "--mask_ratio", "0.4"]
+         "--learning_rate", "1e-3", "--mask_ratio", "0.4", "--augment", ""]
 
 
 def patches(length, per_series, at_most):
@@ -57,10 +62,30 @@ CANDIDATES = {
     # round 3, on top of max pooling: shorter patches (8 steps at most, length/16)
     "ds_max_patch8": flags("dataset", "max", channel_attention=True, extra=lambda n: patches(n, 16, 8)),
 }
+
+
+def on_default(*extra):
+    """A candidate on top of round 3's defaults (ds_max: dataset scaling, max pooling, channel attention). SMALL
+    passes `--augment ''`, so an augmentation put in config.yaml later does not change these rows."""
+    return flags("dataset", "max", channel_attention=True, extra=list(extra))
+
+
+# round 4 (issue 6), 3 seeds: the defaults again, then changes on top of them, first on the three sets where
+# PatchTST trailed MiniRocket (GunPoint, ArrowHead, OSULeaf)
+CANDIDATES.update({
+    "default": on_default(),
+    "scratch": on_default("--pretrain_epochs", "0"),
+    "aug2": on_default("--augment", "jitter,scale,slice", "--augment_factor", "2"),
+    "regularised": on_default("--model_dropout", "0.2", "--weight_decay", "0.1", "--label_smoothing_factor", "0.1"),
+    "epochs120": on_default("--num_train_epochs", "120"),
+    "pretrain50_lr3e-4": on_default("--pretrain_epochs", "50", "--learning_rate", "3e-4",
+                                    "--pretrain_learning_rate", "1e-3"),
+})
 MULTIVARIATE_ONLY = {"ds_channel_attention"}  # a rule that changes nothing for one channel: run where it does
 
 
 FOLDS = 4
+SEED = 42  # config.yaml's; --seeds N runs 42, 43, ... (the first keeps the one-seed rows comparable)
 
 
 def split_train(name, fold):
@@ -80,14 +105,14 @@ def split_train(name, fold):
     return folder
 
 
-def run(name, fold, candidate, flags):
+def run(name, fold, candidate, flags, seed=SEED):
     """Validation accuracy (number right, number of series) and wall time of one recipe run."""
     folder = split_train(name, fold)
-    out = folder / candidate
+    out = folder / (candidate if seed == SEED else f"{candidate}_seed{seed}")
     command = [sys.executable, "recipes/time_series_classification/run.py", CONFIG, "--dataset_name", "",
                "--train_file", str(folder / "train.parquet"), "--validation_file", str(folder / "validation.parquet"),
                "--do_eval", "true", "--do_predict", "false", "--output_dir", str(out), "--overwrite_output_dir",
-               "--disable_tqdm", "true", *flags]
+               "--disable_tqdm", "true", "--seed", str(seed), *flags]
     start = time.time()
     proc = subprocess.run(command, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True)
     seconds = time.time() - start
@@ -98,32 +123,51 @@ def run(name, fold, candidate, flags):
 
 
 def table():
-    """Validation accuracy (mean seconds per run) per candidate and set, from the log; the last row of each wins."""
+    """Validation accuracy (mean seconds per run) per candidate and set, from the log; the last row of each wins.
+    Rows of several seeds are their own rows, with the per-seed range."""
     cells = {}
     for line in LOG.read_text().splitlines():
         row = json.loads(line)
-        cells.setdefault(row["candidate"], {})[row["dataset"]] = f"{row['val_accuracy']:.3f} ({row['seconds_per_run']:.0f} s)"
+        seeds = row.get("seeds", 1)
+        cell = f"{row['val_accuracy']:.3f}"
+        if seeds > 1:
+            cell += f" [{min(row['seed_accuracies']):.3f}–{max(row['seed_accuracies']):.3f}]"
+        key = row["candidate"] if seeds == 1 else f"{row['candidate']} ({seeds} seeds)"
+        cells.setdefault(key, {})[row["dataset"]] = f"{cell} ({row['seconds_per_run']:.0f} s)"
     print("| candidate | " + " | ".join(DATASETS) + " |\n" + "|---" * (len(DATASETS) + 1) + "|")
     for candidate, row in cells.items():
         print(f"| {candidate} | " + " | ".join(row.get(name, "-") for name in DATASETS) + " |")
 
 
 def main():
-    if sys.argv[1:] == ["--table"]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("candidates", nargs="*", metavar="CANDIDATE", help=f"default: all of {', '.join(CANDIDATES)}")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds per fold (42, 43, ...); default 1")
+    parser.add_argument("--datasets", nargs="+", choices=DATASETS, default=DATASETS, metavar="NAME")
+    parser.add_argument("--table", action="store_true", help="print the log as a markdown table and stop")
+    options = parser.parse_args()
+    if options.table:
         return table()
-    names = sys.argv[1:] or list(CANDIDATES)
-    for candidate in names:
-        for name in DATASETS:
+    unknown = [c for c in options.candidates if c not in CANDIDATES]
+    if unknown:
+        parser.error(f"unknown candidate {unknown[0]}; choose from {', '.join(CANDIDATES)}")
+    seeds = [SEED + k for k in range(options.seeds)]
+    for candidate in options.candidates or list(CANDIDATES):
+        for name in options.datasets:
             if candidate in MULTIVARIATE_ONLY and name != "BasicMotions":
                 continue
             argv = CANDIDATES[candidate](LENGTHS[name])
             if name != "BasicMotions":  # one channel: channel attention is off by itself
                 argv = [a for i, a in enumerate(argv) if "--channel_attention" not in argv[max(0, i - 1):i + 1]]
-            runs = [run(name, fold, candidate, argv) for fold in range(FOLDS)]
-            right, total = sum(r[0] for r in runs), sum(r[1] for r in runs)
-            row = {"candidate": candidate, "dataset": name, "val_accuracy": round(right / total, 4), "series": total,
-                   "seconds_per_run": round(sum(r[2] for r in runs) / FOLDS, 1),
+            runs = {seed: [run(name, fold, candidate, argv, seed) for fold in range(FOLDS)] for seed in seeds}
+            every = [r for per_seed in runs.values() for r in per_seed]
+            right, total = sum(r[0] for r in every), sum(r[1] for r in every)
+            row = {"candidate": candidate, "dataset": name, "val_accuracy": round(right / total, 4),
+                   "series": total // len(seeds), "seconds_per_run": round(sum(r[2] for r in every) / len(every), 1),
                    "load": round(os.getloadavg()[0], 1), "flags": " ".join(argv)}
+            if len(seeds) > 1:  # each seed's accuracy over all folds: the spread a difference must beat
+                row.update(seeds=len(seeds), seed_accuracies=[
+                    round(sum(r[0] for r in per_seed) / sum(r[1] for r in per_seed), 4) for per_seed in runs.values()])
             print(json.dumps(row), flush=True)
             with LOG.open("a") as f:
                 f.write(json.dumps(row) + "\n")
