@@ -122,6 +122,11 @@ def run(name, fold, candidate, flags, seed=SEED):
     return round(results["eval_accuracy"] * results["eval_samples"]), results["eval_samples"], seconds
 
 
+def accuracy(runs):
+    """Validation accuracy over several runs' series: (right, series, seconds) each."""
+    return round(sum(r[0] for r in runs) / sum(r[1] for r in runs), 4)
+
+
 def table():
     """Validation accuracy (mean seconds per run) per candidate and set, from the log; the last row of each wins.
     Rows of several seeds are their own rows, with the per-seed range."""
@@ -161,13 +166,12 @@ def main():
                 argv = [a for i, a in enumerate(argv) if "--channel_attention" not in argv[max(0, i - 1):i + 1]]
             runs = {seed: [run(name, fold, candidate, argv, seed) for fold in range(FOLDS)] for seed in seeds}
             every = [r for per_seed in runs.values() for r in per_seed]
-            right, total = sum(r[0] for r in every), sum(r[1] for r in every)
-            row = {"candidate": candidate, "dataset": name, "val_accuracy": round(right / total, 4),
-                   "series": total // len(seeds), "seconds_per_run": round(sum(r[2] for r in every) / len(every), 1),
+            row = {"candidate": candidate, "dataset": name, "val_accuracy": accuracy(every),
+                   "series": sum(r[1] for r in every) // len(seeds),
+                   "seconds_per_run": round(sum(r[2] for r in every) / len(every), 1),
                    "load": round(os.getloadavg()[0], 1), "flags": " ".join(argv)}
             if len(seeds) > 1:  # each seed's accuracy over all folds: the spread a difference must beat
-                row.update(seeds=len(seeds), seed_accuracies=[
-                    round(sum(r[0] for r in per_seed) / sum(r[1] for r in per_seed), 4) for per_seed in runs.values()])
+                row.update(seeds=len(seeds), seed_accuracies=[accuracy(per_seed) for per_seed in runs.values()])
             print(json.dumps(row), flush=True)
             with LOG.open("a") as f:
                 f.write(json.dumps(row) + "\n")
