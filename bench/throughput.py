@@ -70,11 +70,15 @@ def device_name():
     return torch.cuda.get_device_name() if torch.cuda.is_available() else f"{os.cpu_count()}-core CPU"
 
 
-def append_section(path, title, section):
-    """Append one run's section to a results file, created with `title` the first time; print it."""
-    existing = path.read_text() if path.exists() else f"# {title}\n\nWritten by `bench/{Path(sys.argv[0]).name}`.\n"
-    path.write_text(existing + section)
-    print(section)
+def append_section(path, title, section, about=None, echo=True):
+    """Append one run's section (or part of one) to a results file, created the first time with `title` and a
+    paragraph `about` it; print it unless echo is false."""
+    if not path.exists():
+        path.write_text(f"# {title}\n\n{about or f'Written by `bench/{Path(sys.argv[0]).name}`.'}\n")
+    with path.open("a") as f:
+        f.write(section)
+    if echo:
+        print(section)
 
 
 def hf_defaults(task):

@@ -10,8 +10,9 @@ PatchTST runs the recipe's config.yaml unchanged (only --dataset_name, --output_
 for the from-scratch run), as a subprocess, so its wall time includes start-up, pre-training and prediction. The
 baselines are fit on the same train split and scored on the same test split. With --seeds N, PatchTST runs with
 --seed 42, 43, ... and MiniRocket with random_state 0, 1, ...; a cell is then the mean accuracy [min–max] (mean
-wall time); 1-NN-DTW has no randomness and runs once. Every run appends a section (date, command, load) to
-bench/time_series_results.md.
+wall time); 1-NN-DTW has no randomness and runs once. With several seeds the pre-trained runs are also ensembled
+(`python -m common.ensemble`, mean class probabilities); its wall time is all members' plus the ensembling. Every
+run appends a section (date, command, load) to bench/time_series_results.md.
 """
 import argparse
 import json
@@ -22,6 +23,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench.throughput import append_section  # noqa: E402
+
 DATASETS = ["GunPoint", "ArrowHead", "ItalyPowerDemand", "BasicMotions", "OSULeaf"]
 CONFIG = "recipes/time_series_classification/config.yaml"
 RESULTS = ROOT / "bench" / "time_series_results.md"
@@ -36,6 +40,18 @@ def patchtst(name, pretrain, extra, seed=42):
     subprocess.run(command, cwd=ROOT, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     results = json.loads((ROOT / out / "all_results.json").read_text())
     return results["predict_accuracy"], time.time() - start
+
+
+def ensemble(name, seeds, runs):
+    """common.ensemble over the pre-trained runs of every seed (mean class probabilities): test accuracy, and the
+    wall time of all members plus the ensembling."""
+    members = [f"bench/out/ts/{name}_pretrained_seed{42 + k}" for k in seeds]
+    out = f"bench/out/ts/{name}_ensemble"
+    start = time.time()
+    subprocess.run([sys.executable, "-m", "common.ensemble", *members, "--output_dir", out, "--overwrite_output_dir"],
+                   cwd=ROOT, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True)
+    summary = json.loads((ROOT / out / "ensemble_results.json").read_text())
+    return summary["splits"]["test"]["ensemble"]["accuracy"], time.time() - start + sum(s for _, s in runs)
 
 
 def baseline(name, make):
@@ -69,14 +85,15 @@ def main():
     load = os.getloadavg()[0]
     _append(f"\n## {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC: `python bench/time_series.py "
             f"{' '.join(argv)}`".rstrip() + f", {options.seeds} seed(s), load average {load:.1f} at start\n\n"
-            + HEADER + "\n" + "|---" * 9 + "|\n")
+            + HEADER + "\n" + "|---" * 10 + "|\n")
     for name in names:
         load = os.getloadavg()[0]
         pretrained = [patchtst(name, True, extra, 42 + k) for k in seeds]
         scratch = [patchtst(name, False, extra, 42 + k) for k in seeds]
         rocket = [baseline(name, lambda: minirocket(k)) for k in seeds]
+        ensembled = _cell([ensemble(name, seeds, pretrained)]) if len(seeds) > 1 else "-"
         scores = [pretrained, scratch, rocket, [baseline(name, one_nn_dtw)]]
-        cells = " | ".join(_cell(runs) for runs in scores)
+        cells = " | ".join([_cell(pretrained), ensembled, *(_cell(runs) for runs in scores[1:])])
         verdict = "yes" if _mean(pretrained) >= _mean(rocket) else "no"
         row = (f"| {name} | {cells} | {verdict} | {load:.1f} | {time.strftime('%H:%M', time.gmtime())} | "
                f"{' '.join(extra) or 'config as is'} |")
@@ -85,7 +102,8 @@ def main():
     print(f"\nappended to {RESULTS}")
 
 
-HEADER = ("| dataset | PatchTST pre-trained + fine-tuned | PatchTST from scratch | MiniRocket | 1-NN-DTW "
+HEADER = ("| dataset | PatchTST pre-trained + fine-tuned | ensemble of those (all seeds) | PatchTST from scratch "
+          "| MiniRocket | 1-NN-DTW "
           "| pre-trained ≥ MiniRocket | load average at start | UTC | recipe overrides |")
 
 
@@ -101,16 +119,12 @@ def _cell(runs):
 
 
 def _append(text):
-    if not RESULTS.exists():
-        RESULTS.write_text(
-            "# Time-series classification: test accuracy (wall time)\n\n"
-            f"`python bench/time_series.py [DATASET ...] [--seeds N] [-- recipe flags]`, {os.cpu_count()} CPU cores, "
-            f"recipe config `{CONFIG}`. PatchTST times are whole subprocess runs (start-up, pre-training, fine-tuning, "
-            "prediction); baselines are fit + predict (MiniRocket's first run includes numba compilation). The "
-            "machine was shared with other jobs when the load average exceeds 2: wall times are then upper bounds. "
-            "Each run appends a section.\n")
-    with RESULTS.open("a") as f:
-        f.write(text)
+    append_section(RESULTS, "Time-series classification: test accuracy (wall time)", text, echo=False, about=(
+        f"`python bench/time_series.py [DATASET ...] [--seeds N] [-- recipe flags]`, {os.cpu_count()} CPU cores, "
+        f"recipe config `{CONFIG}`. PatchTST times are whole subprocess runs (start-up, pre-training, fine-tuning, "
+        "prediction); baselines are fit + predict (MiniRocket's first run includes numba compilation). The "
+        "machine was shared with other jobs when the load average exceeds 2: wall times are then upper bounds. "
+        "Each run appends a section."))
 
 
 if __name__ == "__main__":

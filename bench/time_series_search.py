@@ -81,6 +81,20 @@ CANDIDATES.update({
     "pretrain50_lr3e-4": on_default("--pretrain_epochs", "50", "--learning_rate", "3e-4",
                                     "--pretrain_learning_rate", "1e-3"),
 })
+# round 5 (issue 6): on top of aug2 (config.yaml's defaults since round 4), on the three sets PatchTST trails on
+AUG2 = ["--augment", "jitter,scale,slice", "--augment_factor", "2"]
+CANDIDATES.update({
+    "aug2_stride4": on_default(*AUG2, "--patch_stride", "4"),  # twice the patches: finer shifts between them
+    "aug2_wide": on_default(*AUG2, "--d_model", "64", "--ffn_dim", "128"),
+    "aug2_scratch": on_default(*AUG2, "--pretrain_epochs", "0"),
+    "aug2_diff": on_default(*AUG2, "--differences", "true"),  # + each channel's first difference
+    "aug2_no_positions": on_default(*AUG2, "--position_encoding", "none"),  # patches as a set
+    "np_stride4": on_default(*AUG2, "--position_encoding", "none", "--patch_stride", "4"),
+    "np_diff": on_default(*AUG2, "--position_encoding", "none", "--differences", "true"),
+    # stride a quarter patch (= 4 where the patch is 16 steps; ItalyPowerDemand's 3-step patches keep stride 1)
+    "np_quarter": flags("dataset", "max", channel_attention=True, extra=lambda n: [
+        *AUG2, "--position_encoding", "none", "--patch_stride", str(max(1, max(2, min(16, n // 8)) // 4))]),
+})
 MULTIVARIATE_ONLY = {"ds_channel_attention"}  # a rule that changes nothing for one channel: run where it does
 
 

@@ -58,6 +58,11 @@ class SeriesArguments(args.DataArguments):
         "help": "series: z-normalise each channel of each series on its own (shape only); dataset: by each channel's "
                 "mean and std over the training series (keeps amplitude). A checkpoint keeps its own.",
         "choices": ["series", "dataset"]})
+    differences: bool = field(default=False, metadata={
+        "help": "Also give the model each channel's first difference (step-to-step change) as a channel of its own."})
+    position_encoding: str = field(default="sincos", metadata={
+        "help": "Where a patch lies: sincos (PatchTST's fixed encoding), learned, or none (the patches are a set: "
+                "a pattern counts the same wherever it occurs).", "choices": ["sincos", "learned", "none"]})
     channel_attention: Optional[bool] = field(
         default=None, metadata={"help": "Channels also attend to each other in every layer, besides time. Default: "
                                         "on when the series have several channels (false: each channel on its own)."})
@@ -211,12 +216,11 @@ def _checked(series, source, row):
     return series
 
 
-def prepare(series, length, means=None, stds=None) -> np.ndarray:
-    """(channels, time) -> (length, channels): resampled to `length`, each channel z-normalised (by its own
-    mean and std, or by the given per-channel `means` and `stds`)."""
-    if series.shape[1] != length:
-        old, new = np.linspace(0, 1, series.shape[1]), np.linspace(0, 1, length)
-        series = np.stack([np.interp(new, old, channel) for channel in series])
+def prepare(series, length, means=None, stds=None, differences=False) -> np.ndarray:
+    """(channels, time) -> (length, channels): resampled to `length`, with each channel's first difference added
+    as channels of their own when `differences`, each channel z-normalised (by its own mean and std, or by the
+    given per-channel `means` and `stds`)."""
+    series = expand(series, length, differences)
     if means is None:
         means, stds = series.mean(axis=1), series.std(axis=1)
     means, stds = np.asarray(means)[:, None], np.asarray(stds)[:, None]
@@ -224,10 +228,21 @@ def prepare(series, length, means=None, stds=None) -> np.ndarray:
     return series.T.astype(np.float32)
 
 
+def expand(series, length, differences=False) -> np.ndarray:
+    """(channels, time) resampled to `length` (linear interpolation); `differences` appends each channel's step
+    to step change (the first step's is 0), so the model also sees slopes, which are level-free."""
+    if series.shape[1] != length:
+        old, new = np.linspace(0, 1, series.shape[1]), np.linspace(0, 1, length)
+        series = np.stack([np.interp(new, old, channel) for channel in series])
+    if differences:
+        series = np.concatenate([series, np.diff(series, axis=1, prepend=series[:, :1])])
+    return series
+
+
 def prepare_for(config, series) -> np.ndarray:
-    """A (channels, time) series as the model `config` was trained on it: its length and its scaling."""
+    """A (channels, time) series as the model `config` was trained on it: its length, differences and scaling."""
     return prepare(series, config.context_length, getattr(config, "channel_means", None),
-                   getattr(config, "channel_stds", None))
+                   getattr(config, "channel_stds", None), getattr(config, "differences", False))
 
 
 def features(arrays, config, label_set=None, raw=None, label_column=None) -> dict:
@@ -264,23 +279,27 @@ def model_config(cfg, arrays, label_set=None) -> PatchTSTConfig:
         if d.context_length and d.context_length != config.context_length:
             raise UserError(f"--context_length {d.context_length}: the model {path} was trained on length "
                             f"{config.context_length}; drop --context_length")
-        if config.num_input_channels != channels:
-            raise UserError(f"--model_name_or_path {path} was trained on {config.num_input_channels} channel(s), the "
+        trained_on = config.num_input_channels // (2 if getattr(config, "differences", False) else 1)
+        if trained_on != channels:
+            raise UserError(f"--model_name_or_path {path} was trained on {trained_on} channel(s), the "
                             f"data have {channels}; pre-train on series with these channels, or pick the matching model")
     else:
-        lengths = [v.shape[1] for v in arrays[TRAIN if TRAIN in arrays else next(iter(arrays))]]
-        length = d.context_length or max(lengths)
+        train = arrays[TRAIN if TRAIN in arrays else next(iter(arrays))]
+        length = d.context_length or max(v.shape[1] for v in train)
         patch = d.patch_length or default_patch_length(length)
         if patch >= length:
             raise UserError(f"--patch_length {patch}: must be shorter than the series ({length} steps)")
         config = PatchTSTConfig(
-            num_input_channels=channels, context_length=length, patch_length=patch,
+            num_input_channels=channels * (2 if d.differences else 1), context_length=length, patch_length=patch,
             patch_stride=d.patch_stride or max(1, patch // 2), d_model=d.d_model, num_hidden_layers=d.num_hidden_layers,
             num_attention_heads=d.num_attention_heads, ffn_dim=d.ffn_dim, attention_dropout=d.model_dropout,
             ff_dropout=d.model_dropout, head_dropout=d.model_dropout, scaling=None,  # scaled in prepare()
             channel_attention=channels > 1 if d.channel_attention is None else d.channel_attention)
+        config.differences = d.differences
+        config.positional_encoding_type = "random" if d.position_encoding == "learned" else "sincos"
+        config.position_free = d.position_encoding == "none"
         if d.scaling == "dataset":  # every value of every training series, per channel
-            pooled = np.concatenate(arrays[TRAIN if TRAIN in arrays else next(iter(arrays))], axis=1)
+            pooled = np.concatenate([expand(v, v.shape[1], d.differences) for v in train], axis=1)
             config.channel_means, config.channel_stds = pooled.mean(axis=1).tolist(), pooled.std(axis=1).tolist()
     config.pooling_type = d.pooling
     if cfg.model.dropout is not None:
@@ -312,10 +331,10 @@ def model_factory(config, pretrained=None):
             raise UserError(f"--{'freeze_encoder' if model_args.freeze_encoder else 'lora'} needs a pre-trained "
                             f"backbone: pass --model_name_or_path or --pretrain_epochs")
         if path:
-            model = PatchTSTForClassification.from_pretrained(path, config=copy.deepcopy(config),
-                                                              ignore_mismatched_sizes=True)
+            model = without_positions(PatchTSTForClassification.from_pretrained(
+                path, config=copy.deepcopy(config), ignore_mismatched_sizes=True))
         else:
-            model = PatchTSTForClassification(copy.deepcopy(config))
+            model = without_positions(PatchTSTForClassification(copy.deepcopy(config)))
         if model_args.freeze_encoder:
             modeling.freeze_encoder(model)
         if model_args.lora:
@@ -332,7 +351,16 @@ def pretraining_model(config, mask_ratio) -> PatchTSTForPretraining:
     config = copy.deepcopy(config)
     config.update(dict(do_mask_input=True, mask_type="random", random_mask_ratio=mask_ratio, num_targets=1,
                        id2label=None, label2id=None))
-    return PatchTSTForPretraining(config)
+    return without_positions(PatchTSTForPretraining(config))
+
+
+def without_positions(model):
+    """--position_encoding none: the (fixed) position encoding zeroed; saved so, so checkpoints keep it."""
+    if getattr(model.config, "position_free", False):
+        encoding = model.model.encoder.positional_encoder.position_enc
+        encoding.data.zero_()
+        encoding.requires_grad_(False)
+    return model
 
 
 def pretrain(config, train_features, training_args, output_dir, epochs, mask_ratio, learning_rate=None) -> dict:

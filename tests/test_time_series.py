@@ -204,3 +204,28 @@ def test_dataset_scaling_keeps_amplitude_and_travels_with_the_model(tmp_path):
     config.save_pretrained(tmp_path / "model")  # the statistics travel with the model
     loaded = type(config).from_pretrained(tmp_path / "model")
     assert np.allclose(series.prepare_for(loaded, loud), series.prepare_for(config, loud))
+
+
+def test_differences_and_position_free_patches_travel_with_the_model(tmp_path):
+    """--differences adds each channel's step-to-step change as a channel (scaled by its own training statistics);
+    --position_encoding none zeroes the patch positions through pre-training and fine-tuning. Both are saved in
+    the model's config, so a series prepared for the saved model is the one training saw."""
+    x = np.stack([np.arange(10.0) ** 2])  # slopes 1, 3, 5, ...
+    out = series.prepare(x, 10, differences=True)
+    assert out.shape == (10, 2)
+    slope = np.diff(x[0], prepend=x[0, 0])
+    assert np.allclose(out[:, 1], (slope - slope.mean()) / slope.std(), atol=1e-5)
+
+    write_wide_csv(tmp_path / "train.csv", waves(24))
+    out_dir = tmp_path / "out"
+    run_recipe(TASK, "--train_file", tmp_path / "train.csv", "--do_train", "--differences", "true",
+               "--position_encoding", "none", "--pretrain_epochs", "1", "--num_train_epochs", "1",
+               "--output_dir", out_dir, *TINY)
+    for path in (out_dir / "pretrained", out_dir):
+        model = (PatchTSTForPretraining if path.name == "pretrained" else PatchTSTForClassification).from_pretrained(path)
+        assert model.config.differences and model.config.num_input_channels == 2 and len(model.config.channel_means) == 2
+        assert not model.model.encoder.positional_encoder.position_enc.any(), path
+    cfg = _config(tmp_path, "--train_file", tmp_path / "train.csv", "--model_name_or_path", str(out_dir))
+    arrays = series.to_arrays(series.load(cfg))
+    config = series.model_config(cfg, arrays)  # one channel in the data, two in the model: accepted
+    assert series.prepare_for(config, arrays["train"][0]).shape == (32, 2)
