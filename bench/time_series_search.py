@@ -91,6 +91,7 @@ CANDIDATES.update({
     "aug2_no_positions": on_default(*AUG2, "--position_encoding", "none"),  # patches as a set
     "np_stride4": on_default(*AUG2, "--position_encoding", "none", "--patch_stride", "4"),
     "np_diff": on_default(*AUG2, "--position_encoding", "none", "--differences", "true"),
+    "aug2_learned_positions": on_default(*AUG2, "--position_encoding", "learned"),  # the model decides
     # stride a quarter patch (= 4 where the patch is 16 steps; ItalyPowerDemand's 3-step patches keep stride 1)
     "np_quarter": flags("dataset", "max", channel_attention=True, extra=lambda n: [
         *AUG2, "--position_encoding", "none", "--patch_stride", str(max(1, max(2, min(16, n // 8)) // 4))]),
