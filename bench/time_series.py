@@ -31,11 +31,15 @@ CONFIG = "recipes/time_series_classification/config.yaml"
 RESULTS = ROOT / "bench" / "time_series_results.md"
 
 
+def run_dir(name, pretrain, seed):
+    return f"bench/out/ts/{name}_{'pretrained' if pretrain else 'scratch'}_seed{seed}"
+
+
 def patchtst(name, pretrain, extra, seed=42):
-    out = f"bench/out/ts/{name}_{'pretrained' if pretrain else 'scratch'}_seed{seed}"
+    out = run_dir(name, pretrain, seed)
     command = [sys.executable, "recipes/time_series_classification/run.py", CONFIG, "--dataset_name", f"ucr/{name}",
                "--output_dir", out, "--overwrite_output_dir", "--disable_tqdm", "true", "--seed", str(seed),
-               *([] if pretrain else ["--pretrain_epochs", "0"]), *extra]
+               *extra, *([] if pretrain else ["--pretrain_epochs", "0"])]  # last: from scratch whatever extra says
     start = time.time()
     subprocess.run(command, cwd=ROOT, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     results = json.loads((ROOT / out / "all_results.json").read_text())
@@ -43,9 +47,9 @@ def patchtst(name, pretrain, extra, seed=42):
 
 
 def ensemble(name, seeds, runs):
-    """common.ensemble over the pre-trained runs of every seed (mean class probabilities): test accuracy, and the
-    wall time of all members plus the ensembling."""
-    members = [f"bench/out/ts/{name}_pretrained_seed{42 + k}" for k in seeds]
+    """common.ensemble over the pre-trained runs of these seeds (mean class probabilities): test accuracy, and the
+    wall time of all members (`runs`) plus the ensembling."""
+    members = [run_dir(name, True, seed) for seed in seeds]
     out = f"bench/out/ts/{name}_ensemble"
     start = time.time()
     subprocess.run([sys.executable, "-m", "common.ensemble", *members, "--output_dir", out, "--overwrite_output_dir"],
@@ -81,19 +85,19 @@ def main():
     parser.add_argument("datasets", nargs="*", metavar="DATASET", help=f"default: {' '.join(DATASETS)}")
     parser.add_argument("--seeds", type=int, default=1, help="seeds per PatchTST run and MiniRocket; default 1")
     options = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
-    names, seeds = options.datasets or DATASETS, range(options.seeds)
+    names, seeds = options.datasets or DATASETS, [42 + k for k in range(options.seeds)]
     load = os.getloadavg()[0]
     _append(f"\n## {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC: `python bench/time_series.py "
             f"{' '.join(argv)}`".rstrip() + f", {options.seeds} seed(s), load average {load:.1f} at start\n\n"
             + HEADER + "\n" + "|---" * 10 + "|\n")
     for name in names:
         load = os.getloadavg()[0]
-        pretrained = [patchtst(name, True, extra, 42 + k) for k in seeds]
-        scratch = [patchtst(name, False, extra, 42 + k) for k in seeds]
-        rocket = [baseline(name, lambda: minirocket(k)) for k in seeds]
+        pretrained = [patchtst(name, True, extra, seed) for seed in seeds]
+        scratch = [patchtst(name, False, extra, seed) for seed in seeds]
+        rocket = [baseline(name, lambda: minirocket(k)) for k in range(len(seeds))]
         ensembled = _cell([ensemble(name, seeds, pretrained)]) if len(seeds) > 1 else "-"
-        scores = [pretrained, scratch, rocket, [baseline(name, one_nn_dtw)]]
-        cells = " | ".join([_cell(pretrained), ensembled, *(_cell(runs) for runs in scores[1:])])
+        cells = " | ".join([_cell(pretrained), ensembled, _cell(scratch), _cell(rocket),
+                            _cell([baseline(name, one_nn_dtw)])])
         verdict = "yes" if _mean(pretrained) >= _mean(rocket) else "no"
         row = (f"| {name} | {cells} | {verdict} | {load:.1f} | {time.strftime('%H:%M', time.gmtime())} | "
                f"{' '.join(extra) or 'config as is'} |")

@@ -25,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.time_series import CONFIG, DATASETS  # noqa: E402
+from common.series import default_patch_length  # noqa: E402
 
 OUT = ROOT / "bench" / "out" / "ts_search"
 LOG = ROOT / "bench" / "time_series_search.jsonl"
@@ -92,9 +93,9 @@ CANDIDATES.update({
     "np_stride4": on_default(*AUG2, "--position_encoding", "none", "--patch_stride", "4"),
     "np_diff": on_default(*AUG2, "--position_encoding", "none", "--differences", "true"),
     "aug2_learned_positions": on_default(*AUG2, "--position_encoding", "learned"),  # the model decides
-    # stride a quarter patch (= 4 where the patch is 16 steps; ItalyPowerDemand's 3-step patches keep stride 1)
+    # stride a quarter of the recipe's patch (= 4 where the patch is 16 steps; ItalyPowerDemand's 3-step patches keep 1)
     "np_quarter": flags("dataset", "max", channel_attention=True, extra=lambda n: [
-        *AUG2, "--position_encoding", "none", "--patch_stride", str(max(1, max(2, min(16, n // 8)) // 4))]),
+        *AUG2, "--position_encoding", "none", "--patch_stride", str(max(1, default_patch_length(n) // 4))]),
 })
 MULTIVARIATE_ONLY = {"ds_channel_attention"}  # a rule that changes nothing for one channel: run where it does
 
