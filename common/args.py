@@ -41,6 +41,9 @@ class ModelArguments:
         default=None, metadata={"help": "Override the model's hidden and attention dropout."})
     freeze_encoder: bool = field(
         default=False, metadata={"help": "Train only the task head (feature extraction)."})
+    train_pooler: bool = field(
+        default=False, metadata={"help": "With --freeze_encoder: train the encoder's pooler (dense + tanh over "
+                                         "[CLS]) with the head. Sequence classification only."})
     cache_features: bool = field(
         default=False, metadata={"help": "With --freeze_encoder: run the frozen encoder once per distinct input and "
                                          "train the head on its cached outputs (later epochs cost only the head)."})
@@ -49,8 +52,13 @@ class ModelArguments:
     lora_alpha: int = 16
     lora_dropout: float = 0.1
     lora_target_modules: Optional[list[str]] = field(
-        default=None, metadata={"help": "Module names to adapt. Default: PEFT's choice for the "
-                                        "architecture, else all linear layers."})
+        default=None, metadata={"help": "Module names to adapt (e.g. query value), or all-linear: every linear "
+                                        "layer outside the modules trained in full. Default: all-linear."})
+    lora_modules_to_save: Optional[list[str]] = field(
+        default=None, metadata={"help": "Modules trained in full beside the adapters. Default: the task head and "
+                                        "the encoder's pooler, if the head reads it."})
+    use_rslora: bool = field(
+        default=False, metadata={"help": "Rank-stabilised LoRA: scale adapters by alpha/sqrt(r) instead of alpha/r."})
     merge_lora: bool = field(
         default=True, metadata={"help": "With --lora: save the merged model in output_dir, where pipeline() "
                                         "loads it. The adapter alone is always saved in output_dir/adapter."})

@@ -54,9 +54,12 @@ def load_model(model_args, auto_class, config, peft_task_type):
     --freeze_encoder or --lora. peft_task_type: the PEFT TaskType name, e.g. "SEQ_CLS"."""
     if model_args.freeze_encoder and model_args.lora:
         raise UserError("--freeze_encoder and --lora both decide what trains: choose one")
+    if model_args.train_pooler and (model_args.cache_features or not model_args.freeze_encoder):
+        raise UserError("--train_pooler is for --freeze_encoder without --cache_features (the cache holds the "
+                        "pooler's outputs; full fine-tuning and --lora train the pooler anyway): drop one")
     model = _from_pretrained(auto_class, model_path(model_args), model_args, config=config)
     if model_args.freeze_encoder:
-        freeze_encoder(model)
+        freeze_encoder(model, model_args.train_pooler)
     if model_args.cache_features:  # refuses an encoder that trains
         feature_cache.install(model)
     if model_args.lora:
@@ -67,11 +70,17 @@ def load_model(model_args, auto_class, config, peft_task_type):
     return model
 
 
-def freeze_encoder(model):
-    """Feature extraction: the pre-trained encoder stays fixed (no dropout either), only the task head trains."""
+def freeze_encoder(model, train_pooler=False):
+    """Feature extraction: the pre-trained encoder stays fixed (no dropout either), only the task head trains
+    (and the encoder's pooler, with train_pooler)."""
     for param in model.base_model.parameters():
         param.requires_grad = False
     feature_cache.keep_in_eval_mode(model.base_model)
+    if train_pooler:
+        if pooler_name(model) is None:
+            raise UserError("--train_pooler: this model's head reads no pooler (only sequence classification with "
+                            "a BERT-style encoder does); drop the flag")
+        model.get_submodule(pooler_name(model)).requires_grad_(True)
 
 
 def head_module_names(model) -> list:
@@ -80,20 +89,41 @@ def head_module_names(model) -> list:
             if child is not model.base_model and any(True for _ in child.parameters())]
 
 
+def pooler_name(model):
+    """The encoder's pooler (BERT's dense + tanh over [CLS]), where the task head reads it; else None.
+    Token-level heads (NER, QA) load their encoder without one."""
+    pooler = getattr(model.base_model, "pooler", None)
+    if pooler is None or not any(True for _ in pooler.parameters()):
+        return None
+    return next(name for name, module in model.named_modules() if module is pooler)
+
+
 def add_lora(model, model_args, peft_task_type):
     from peft import LoraConfig, TaskType, get_peft_model
-    from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as KNOWN_TARGETS
 
-    targets = model_args.lora_target_modules
-    if not targets:
-        targets = None if model.config.model_type in KNOWN_TARGETS else "all-linear"
+    in_full = model_args.lora_modules_to_save
+    if in_full is None:
+        in_full = head_module_names(model) + ([pooler_name(model)] if pooler_name(model) else [])
+    targets = model_args.lora_target_modules or ["all-linear"]  # PEFT's BERT default, query/value, learns too little
+    if targets == ["all-linear"]:
+        targets = linear_layers(model, outside=in_full)
     config = LoraConfig(task_type=getattr(TaskType, peft_task_type) if peft_task_type else None, r=model_args.lora_r,
                         lora_alpha=model_args.lora_alpha, lora_dropout=model_args.lora_dropout,
-                        target_modules=targets, modules_to_save=head_module_names(model))
+                        use_rslora=model_args.use_rslora, target_modules=targets, modules_to_save=in_full)
     try:
         return get_peft_model(model, config)
     except ValueError as err:
         raise UserError(f"--lora_target_modules {targets}: {str(err).splitlines()[0]}") from None
+
+
+def linear_layers(model, outside) -> list:
+    """Names of the model's linear layers, except those inside the modules trained in full (`outside`).
+    PEFT's own "all-linear" would also wrap a token-level head that is trained in full."""
+    from torch import nn
+    skip = tuple(f"{name}." for name in outside)
+    return sorted(name for name, module in model.named_modules()
+                  if isinstance(module, nn.Linear) and not f"{name}.".startswith(skip)
+                  and not any(f".{part}." in f".{name}." for part in outside))
 
 
 def is_lora(model) -> bool:

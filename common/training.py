@@ -11,7 +11,7 @@ from transformers import EarlyStoppingCallback, Trainer
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy, number_of_arguments
 
 from common import args as arguments
-from common import artifacts, imbalance, learning_rates, modeling, reports, search
+from common import artifacts, imbalance, learning_rates, modeling, reports, search, stalled_loss
 from common import data
 from common.data import TEST, TRAIN
 from common.errors import DivergedLoss, UserError
@@ -89,6 +89,7 @@ def build_trainer(cfg, make_model, tokenizer, encoded, collator, compute_metrics
     _configure_model_selection(cfg, main_metric, has_eval=bool(eval_names))
     train = _training_split(cfg, encoded, compute_loss_func)
     callbacks = [EarlyStoppingCallback(cfg.run.early_stopping_patience)] if cfg.run.early_stopping_patience else []
+    callbacks += stalled_loss.callbacks_for(cfg.model)  # one line if a LoRA/frozen run hardly learned
     if compute_metrics is not None and number_of_arguments(compute_metrics) == 2:
         compute_metrics = _with_scored_dataset(compute_metrics)
     if cfg.run.hpo_trials:  # a search builds a model per trial: the Trainer gets model_init
