@@ -8,6 +8,7 @@ Every TrainingArguments flag is accepted unchanged.
 import dataclasses
 import difflib
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -24,6 +25,11 @@ CONFIG_EXTENSIONS = (".yaml", ".yml", ".json")
 RESOLVED_CONFIG_NAME = "run_config.yaml"
 FINISHED_MARKER = "all_results.json"  # written last by a completed run
 RECIPE_COMMENT = "# recipe: "  # first line of run_config.yaml
+# --lora without a learning rate (neither on the command line nor in the config file): adapters want about 10x
+# full fine-tuning's rate (studies/lora_results.md). An explicit --learning_rate always wins.
+LORA_LEARNING_RATE = 5e-4
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -167,10 +173,11 @@ def parse(data_class=DataArguments, argv=None) -> Config:
     argv = list(sys.argv[1:] if argv is None else argv)
     classes = (ModelArguments, data_class, RunArguments, TrainingArguments)
     known = {f.name for c in classes for f in dataclasses.fields(c) if f.init}
-    prefix, config_path = [], None
+    prefix, config_path, config = [], None, {}
     if argv and argv[0].endswith(CONFIG_EXTENSIONS):
         config_path, argv = argv[0], argv[1:]
-        prefix = _to_argv(read_config_file(config_path), known, config_path)
+        config = read_config_file(config_path)
+        prefix = _to_argv(config, known, config_path)
     parser = HfArgumentParser(classes, allow_abbrev=False)  # --learning_rat must not mean --learning_rate
     source = f" (from {config_path} or the command line)" if config_path else ""
 
@@ -185,6 +192,12 @@ def parse(data_class=DataArguments, argv=None) -> Config:
     model, data, run = (c(**{f.name: values[f.name] for f in dataclasses.fields(c) if f.init})
                         for c in classes[:3])
     training_inputs = {f.name: values[f.name] for f in dataclasses.fields(TrainingArguments) if f.init}
+    given = {k for k, v in config.items() if v is not None} | {a[2:].split("=")[0] for a in argv
+                                                                if a.startswith("--")}
+    if model.lora and "learning_rate" not in given:
+        training_inputs["learning_rate"] = LORA_LEARNING_RATE
+        logger.warning("--lora without --learning_rate: learning rate %g, the adapters' default (about 10x full "
+                       "fine-tuning's); pass --learning_rate to choose another", LORA_LEARNING_RATE)
     run.machine_settings = _choose_device_and_precision(training_inputs, run)
     try:
         training = TrainingArguments(**training_inputs)

@@ -101,3 +101,16 @@ def test_train_pooler_needs_a_frozen_encoder_without_the_cache(tiny_model, three
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error:") and message in last, last
     assert not (tmp_path / "out" / "all_results.json").exists()
+
+
+def test_lora_without_a_learning_rate_gets_the_adapters_default_and_an_explicit_one_wins(tmp_path, caplog):
+    out = ["--output_dir", str(tmp_path)]
+    with caplog.at_level("WARNING", logger="common.args"):
+        assert args.parse(argv=[*out, "--lora"]).training.learning_rate == args.LORA_LEARNING_RATE == 5e-4
+    assert len([r for r in caplog.records if "--lora without --learning_rate" in r.getMessage()]) == 1
+    assert args.parse(argv=[*out, "--lora", "--learning_rate", "1e-4"]).training.learning_rate == 1e-4
+    assert args.parse(argv=[*out, "--lora", "--learning_rate=2e-4"]).training.learning_rate == 2e-4
+    config = tmp_path / "c.yaml"
+    config.write_text("lora: true\nlearning_rate: 3.0e-5\n")  # a config file's rate is given too
+    assert args.parse(argv=[str(config), *out]).training.learning_rate == 3e-5
+    assert args.parse(argv=out).training.learning_rate == 5e-5  # full fine-tuning: TrainingArguments' default

@@ -106,9 +106,9 @@ def test_layerwise_decay_and_head_learning_rate_set_each_parameter_group(tiny_mo
     assert len(lr_of) == len(params)  # every parameter in exactly one group
     assert type(optimizer) is type(_trainer(tiny_model, tmp_path).create_optimizer())  # same optimizer class
 
-    # Under LoRA only adapters and the head train; the adapters of layer 0 get layer 0's rate.
+    # Under LoRA only adapters and the head (with the pooler) train; the adapters of layer 0 get layer 0's rate.
     rates = learning_rates.learning_rate_of(_trainer(tiny_model, tmp_path, "--lora").model, 1e-3, None, 0.5)
-    assert all("lora_" in n or "classifier" in n for n in rates)
+    assert all("lora_" in n or "classifier" in n or "pooler" in n for n in rates)
     layer_0 = [lr for n, lr in rates.items() if ".layer.0." in n]
     assert layer_0 and layer_0 == pytest.approx([0.5e-3] * len(layer_0))
 
