@@ -14,7 +14,8 @@ MIN_DROP = 0.2  # the lowest later loss must be at least 20% below the first log
 
 HINTS = {
     "lora": "the adapters have hardly learned: raise --learning_rate (now {lr:g}; adapters usually want 5e-4 to "
-            "2e-3), train longer (--num_train_epochs), or adapt more (--lora_target_modules all-linear, --lora_r 16)",
+            "2e-3), train longer (--num_train_epochs), or adapt more (--lora_r 16; the default --lora_target_modules "
+            "all-linear, if you narrowed it)",
     "freeze_encoder": "the head on the frozen encoder has hardly learned: raise --learning_rate (now {lr:g}; a head "
                       "alone usually wants 1e-3 to 1e-2), train longer (--num_train_epochs), or let the encoder "
                       "learn (--lora, or drop --freeze_encoder)",

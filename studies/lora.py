@@ -136,7 +136,8 @@ def report():
     rows = read_results()
     lines = ["# LoRA and the frozen encoder on all-MiniLM-L6-v2 (issue 20)", "",
              "Written by `python studies/lora.py --report` from `studies/lora_results.jsonl` (every run, its "
-             "command). Mean ± std over the seeds run; loss: first → last logged training loss (every 10 steps).", ""]
+             "command). Mean ± std over the seeds run; loss: first → last logged training loss (every 10 "
+             "steps). Wall times are not comparable: the 2 cores were shared with other jobs (load 6-11).", ""]
     for stage in dict.fromkeys(r["stage"] for r in rows):
         for set_name in dict.fromkeys(r["set"] for r in rows if r["stage"] == stage):
             group = [r for r in rows if r["stage"] == stage and r["set"] == set_name]
@@ -151,6 +152,13 @@ def report():
                              f"{statistics.mean(r['last_loss'] for r in runs):.2f} | {runs[0]['steps']} | "
                              f"{statistics.mean(r['wall_s'] for r in runs):.0f} |")
             lines.append("")
+    done = {(r["set"], r["variant"], r["seed"]) for r in rows}
+    missing = [f"{name} ({set_name}, {variant}, seed {seed})" for name, stage in STAGES.items()
+               for set_name, variants, seeds in stage for seed in seeds for variant in variants
+               if (set_name, variant, seed) not in done]
+    if missing:
+        lines += ["Planned but not run yet (`python studies/lora.py STAGE` runs them; finished runs are kept):", "",
+                  *[f"- {m}" for m in missing], ""]
     lines += ["Commands (one per run, seed 1 shown where several):", ""]
     seen = set()
     for r in rows:

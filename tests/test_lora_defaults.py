@@ -32,8 +32,8 @@ def test_default_lora_adapts_every_linear_layer_and_trains_the_pooler_in_full(ti
     tagger = _lora_model(tiny_model, tmp_path, AutoModelForTokenClassification, "TOKEN_CLS")
     assert not any("classifier" in n and "lora_" in n for n, _ in tagger.named_parameters())
     # The PEFT conventions override the defaults.
-    old = _lora_model(tiny_model, tmp_path, AutoModelForSequenceClassification, "SEQ_CLS", "--lora_target_modules", "query",
-                      "value", "--lora_modules_to_save", "classifier", "--lora_r", "4", "--use_rslora")
+    old = _lora_model(tiny_model, tmp_path, AutoModelForSequenceClassification, "SEQ_CLS", "--lora_target_modules",
+                      "query", "value", "--lora_modules_to_save", "classifier", "--lora_r", "4", "--use_rslora")
     assert set(old.peft_config["default"].target_modules) == {"query", "value"}
     assert old.peft_config["default"].use_rslora and old.peft_config["default"].r == 4
     assert not any("pooler" in n and p.requires_grad for n, p in old.named_parameters())
