@@ -38,15 +38,15 @@ def glue_task(data_args):
 
 def detect_text_columns(raw, data_args) -> list:
     """The text columns: --text_column_names when given, else found as run_glue finds them in local files,
-    among the text (string) columns other than the label: `text` or `sentence` when there is one, else
-    sentence1 + sentence2 when both exist, else the first two (a pair) or the only one. Logged."""
+    among the columns other than the label: `text` or `sentence` when there is one, else sentence1 +
+    sentence2 when both exist, else the first two text (string) columns (a pair) or the only one. Logged."""
     if data_args.text_column_names:
         return data_args.text_column_names.split(",")
     split, ds = next(iter(raw.splits.items()))
-    texts = [c for c, f in ds.features.items()
-             if c != data_args.label_column_name and getattr(f, "dtype", None) in ("string", "large_string")]
-    single = next(([c] for c in ("text", "sentence") if c in texts), None)
-    chosen = single or (["sentence1", "sentence2"] if {"sentence1", "sentence2"} <= set(texts) else texts[:2])
+    others = [c for c in ds.column_names if c != data_args.label_column_name]
+    texts = [c for c in others if getattr(ds.features[c], "dtype", None) in ("string", "large_string")] or others
+    single = next(([c] for c in ("text", "sentence") if c in others), None)
+    chosen = single or (["sentence1", "sentence2"] if {"sentence1", "sentence2"} <= set(others) else texts[:2])
     if not chosen:
         raise UserError(f"{raw.sources[split]}: no text column besides the label '{data_args.label_column_name}'; "
                         f"columns there: {', '.join(ds.column_names)}; name it with --text_column_names")

@@ -169,14 +169,14 @@ def default_tags(data_args):
 
 def detect_columns(raw, data_args):
     """(words, tags): the flags' columns, else found as run_ner finds them: `tokens` if present, else the first
-    column; `<task_name>_tags` if present, else the second. Only list-valued columns are candidates (an id column
-    is not a sentence). Logged, and written back so run_config.yaml records them."""
+    column; `<task_name>_tags` if present, else the second. By position, list-valued columns come first (an id
+    column is not a sentence). Logged, and written back so run_config.yaml records them."""
     split, ds = next(iter(raw.splits.items()))
-    lists = [c for c, f in ds.features.items() if isinstance(f, (List, Sequence))] or ds.column_names
-    words = data_args.text_column_name or ("tokens" if "tokens" in lists else lists[0])
+    columns, tag_column = ds.column_names, default_tags(data_args)
+    lists = [c for c, f in ds.features.items() if isinstance(f, (List, Sequence))] or columns
+    words = data_args.text_column_name or ("tokens" if "tokens" in columns else lists[0])
     others = [c for c in lists if c != words]
-    tags = data_args.label_column_name or (default_tags(data_args) if default_tags(data_args) in others
-                                           else others[0] if others else default_tags(data_args))
+    tags = data_args.label_column_name or (tag_column if tag_column in columns else others[0] if others else tag_column)
     if (data_args.text_column_name, data_args.label_column_name) != (words, tags):
         logger.warning("words in column '%s', tags in column '%s' (found in %s; --text_column_name and "
                        "--label_column_name set them)", words, tags, raw.sources[split])
