@@ -175,6 +175,16 @@ class ShareRight(evaluate.Metric):
     def _compute(self, predictions, references):
         return {"share_right": sum(p == r for p, r in zip(predictions, references)) / len(references)}
 """
+def test_glue_task_name_offline_says_what_to_use_instead(tmp_path):
+    proc = run_recipe("text_classification", "--task_name", "MRPC", "--do_train", "--output_dir", tmp_path / "o",
+                      check=False)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 2 and "could not load Hub dataset --dataset_name nyu-mll/glue" in last
+    assert last.endswith("without the Hub, pass local files with --train_file/--validation_file")
+    proc = run_recipe("text_classification", "--task_name", "imdb", "--output_dir", tmp_path / "o", check=False)
+    assert "--task_name imdb: a GLUE task (cola, mnli" in proc.stderr and not (tmp_path / "o").exists()
+
+
 HF_LINE = ["--do_train", "--do_eval", "--max_seq_length", "128", "--per_device_train_batch_size", "8",
            "--num_train_epochs", "1", "--overwrite_output_dir", *FAST]
 
