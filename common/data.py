@@ -282,6 +282,8 @@ def _unique_ids(rows, path):
             renamed.append(qid)
             row["id"] = f"{qid}#{seen[qid]}"
     if renamed:
+        for row in rows:  # one type for the column: the renamed ids are strings
+            row["id"] = str(row["id"])
         logger.warning("%s: %d questions repeat an id used before (first: %s); renamed <id>#2, <id>#3... "
                        "in predictions.json", path, len(renamed), ", ".join(sorted(set(renamed))[:5]))
     return rows

@@ -105,6 +105,32 @@ def test_columns_found_as_hf_finds_them_and_flags_win(tmp_path, caplog):
     assert found(squad.detect_columns, qa, [row], "--context_column_name", "q") == ["q", "q", "a"]
 
 
+def test_data_and_model_flags_of_run_classification_reach_their_code(tmp_path, tiny_model):
+    from common import modeling
+    rows = [{"text": f"t{i}", "extra": i, "label": i % 2} for i in range(20)]
+    train, test = write_jsonl(tmp_path / "train.jsonl", rows), write_jsonl(tmp_path / "test.jsonl", rows[:3])
+    tc = recipe_arguments("text_classification")
+
+    def load(*flags):
+        return data.load(args.parse(tc, ["--train_file", str(train), "--test_file", str(test), "--output_dir",
+                                         str(tmp_path / "o"), *flags]))
+    raw = load("--shuffle_train_dataset", "--shuffle_seed", "3", "--max_train_samples", "5", "--remove_splits", "test",
+               "--remove_columns", "extra")
+    assert list(raw.splits) == ["train"] and raw.splits["train"].column_names == ["text", "label"]
+    shuffled = [r["text"] for r in data.read_file(str(train)).shuffle(seed=3).select(range(5))]
+    assert raw.splits["train"]["text"] == shuffled != [f"t{i}" for i in range(5)]
+    with pytest.raises(UserError, match="--remove_columns nope: .*train.jsonl has no column 'nope'"):
+        load("--remove_columns", "nope")
+    with pytest.raises(UserError, match="--remove_splits validation: no split 'validation'; splits: train, test"):
+        load("--remove_splits", "validation")
+    # --config_name: the config comes from there, the weights from --model_name_or_path.
+    cfg = args.parse(tc, ["--config_name", tiny_model, "--output_dir", str(tmp_path / "o")])
+    assert modeling.load_config(cfg.model).hidden_size == 32 and cfg.model.model_name_or_path is None
+    # --token reaches from_pretrained and load_dataset, and is never written to run_config.yaml.
+    cfg = args.parse(tc, ["--token", "hf_secret", "--output_dir", str(tmp_path / "o")])
+    assert "hf_secret" not in open(args.save_resolved(cfg, str(tmp_path))).read()
+
+
 def _squad_rows(n, prefix="q"):
     rows = []
     for i in range(n):
@@ -127,8 +153,8 @@ def test_json_with_rows_under_data_and_duplicate_squad_ids(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         assert data.read_file(str(nested))["id"] == ["same", "same#2", "same#3"]
     assert "2 questions repeat an id used before (first: same)" in caplog.text
-    flat.write_text(json.dumps({"data": [_squad_rows(1)[0]] * 2}))
-    assert data.read_file(str(flat))["id"] == ["q0", "q0#2"]
+    flat.write_text(json.dumps({"data": [{**_squad_rows(1)[0], "id": i} for i in (7, 8, 7)]}))
+    assert data.read_file(str(flat))["id"] == ["7", "8", "7#2"]
 
 
 def test_metric_modules_give_the_old_results_to_the_last_digit():
