@@ -272,8 +272,7 @@ class Search:
               f"optimising {self.objective.metric} ({'max' if self.objective.maximize else 'min'})", flush=True)
         while True:
             if self.counted() < wanted and not self._timed_out():
-                self.study.optimize(self._objective, timeout=self._time_left(), catch=(SurplusTrial,),
-                                    callbacks=[self._stop_when_counted])
+                self._optimize()
             if not self.heartbeat or self._timed_out():
                 break
             optuna.storages.fail_stale_trials(self.study)  # a dead worker's trial: failed, queued again
@@ -286,6 +285,19 @@ class Search:
             _broadcast(None)  # no more trials for the other ranks
         decision = self._decide()
         return self._outcome(*(_broadcast(decision) if self.world_size > 1 else decision))
+
+    def _optimize(self):
+        try:
+            self.study.optimize(self._objective, timeout=self._time_left(), catch=(SurplusTrial,),
+                                callbacks=[self._stop_when_counted])
+        except ValueError as err:
+            if "Cannot tell a FAIL trial" not in str(err):
+                raise
+            # Another worker took this one for dead (its heartbeats came late) and queued its parameters
+            # again: the result is dropped, the retry trains them.
+            logger.warning("search: a trial of this worker was failed by another worker's heartbeat check; "
+                           "its parameters are retried (a longer --hpo_heartbeat_interval avoids this on a "
+                           "busy machine)")
 
     def _objective(self, trial) -> float:
         # Workers that finish at the same moment may both start one more trial; trial numbers are handed
