@@ -1,6 +1,7 @@
 """Search workers sharing one study on a real PostgreSQL server (tests/conftest.py `postgres_url`): real
 recipes in subprocesses, started together, killed, pointed at storages that cannot be opened."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -95,3 +96,30 @@ def test_a_storage_that_cannot_be_opened_stops_before_writing(tiny_model, demo_d
     assert error.startswith("error: --hpo_storage postgresql://postgres:***@") and "cannot open it" in error
     assert password not in proc.stderr
     assert not out.exists()
+
+
+def test_the_readmes_two_machine_commands(tiny_model, tmp_path, postgres_url):
+    """The README's PostgreSQL block as written, its run.py line started twice at once as two machines (fast
+    flags appended): one study, no duplicate or lost trial, one best model."""
+    import re
+    block = re.search(r"<!-- test: postgres -->\s*```bash\n(.*?)\n\s*```", (ROOT / "README.md").read_text(), re.S)
+    lines = [line.strip() for line in block.group(1).replace("\\\n", " ").splitlines()]
+    start, run, stop = (next(line for line in lines if key in line) for key in ("postgres.sh start", "run.py",
+                                                                                  "postgres.sh stop"))
+    for folder in ("common", "recipes", ".ci"):
+        shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__", "outputs"))
+    fast = (f"--model_name_or_path {tiny_model} --hpo_trials 3 --num_train_epochs 1 --hpo_heartbeat_interval 3 "
+            "--per_device_train_batch_size 16 --disable_tqdm true --report_to none")
+    machines = " & ".join(f"({run.split('#')[0].replace('$(hostname)', name)} {fast} > {name}.log 2>&1)"
+                          for name in ("m1", "m2"))
+    script = (f"set -euo pipefail\npython -m common.demo_data demo_data >/dev/null\n{start}\n{machines} & wait\n"
+              f"python -c \"import optuna, os; print('TRIALS', [t.state.name for t in optuna.load_study("
+              f"study_name='nli-minilm', storage=os.environ['HPO_POSTGRES_URL']).trials])\"\n{stop}\n")
+    env = {**OFFLINE_ENV, "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    logs = "".join((tmp_path / f"{name}.log").read_text()[-1500:] for name in ("m1", "m2") if (tmp_path / f"{name}.log").exists())
+    assert done.returncode == 0, f"{script}\n{done.stderr[-2000:]}\n{logs}"
+    states = eval(done.stdout.split("TRIALS", 1)[1].strip())
+    assert states.count("COMPLETE") + states.count("PRUNED") == 3
+    assert all(state in ("COMPLETE", "PRUNED") or state == "FAIL" for state in states)
+    assert len(list(tmp_path.glob("outputs/nli_m*/all_results.json"))) == 1  # the best model, trained once
