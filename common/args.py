@@ -145,7 +145,7 @@ class RunArguments:
     # TrainingArguments set for this machine (bf16, use_cpu): not written to run_config.yaml.
     machine_settings: list = field(default_factory=list, init=False, repr=False)
     # The settings the user gave (config file or command line), as opposed to defaults.
-    given: frozenset = field(default_factory=frozenset, init=False, repr=False)
+    given: frozenset = field(default_factory=frozenset, init=False, repr=False, compare=False)
 
 
 class Config(NamedTuple):
