@@ -171,6 +171,8 @@ class RunArguments:
                                       "silent for 2 intervals (killed worker) is failed and retried."})
     # TrainingArguments set for this machine (bf16, use_cpu): not written to run_config.yaml.
     machine_settings: list = field(default_factory=list, init=False, repr=False)
+    # The settings the user gave (config file or command line), as opposed to defaults.
+    given: frozenset = field(default_factory=frozenset, init=False, repr=False, compare=False)
 
 
 class Config(NamedTuple):
@@ -205,6 +207,7 @@ def parse(data_class=DataArguments, argv=None) -> Config:
     model, data, run = (c(**{f.name: values[f.name] for f in dataclasses.fields(c) if f.init})
                         for c in classes[:3])
     training_inputs = {f.name: values[f.name] for f in dataclasses.fields(TrainingArguments) if f.init}
+    run.given = frozenset(a[2:].split("=")[0].replace("-", "_") for a in argv if a.startswith("--"))
     run.machine_settings = _choose_device_and_precision(training_inputs, run)
     try:
         training = TrainingArguments(**training_inputs)
@@ -272,9 +275,11 @@ def recipe_path() -> str:
 
 
 def _check_output_dir(run, training):
-    """Never silently write over a finished run; checked before any work starts."""
-    if os.path.exists(os.path.join(training.output_dir, FINISHED_MARKER)) and not (
-            run.overwrite_output_dir or training.resume_from_checkpoint):
+    """Never silently write over a finished run; checked before any work starts. A search's output_dir may
+    be given again: its study is the record of the search, continued or grown by the same command."""
+    marker = os.path.join(training.output_dir, FINISHED_MARKER)
+    if os.path.exists(marker) and not (run.overwrite_output_dir or training.resume_from_checkpoint
+                                       or (run.hpo_trials and _finished_search(marker))):
         raise UserError(f"--output_dir {training.output_dir} already holds a finished run ({FINISHED_MARKER}); "
                         f"pass --overwrite_output_dir or choose another directory")
     parent = os.path.abspath(training.output_dir)
@@ -288,6 +293,14 @@ def _check_output_dir(run, training):
     except OSError:
         raise UserError(f"--output_dir {training.output_dir}: {parent} is not writable; "
                         f"choose another directory") from None
+
+
+def _finished_search(marker) -> bool:
+    try:
+        with open(marker) as fh:
+            return "hpo_best_trial" in json.load(fh)
+    except (OSError, ValueError):
+        return False
 
 
 def read_config_file(path, what="config file"):

@@ -67,11 +67,11 @@ def main():
         model_args, AutoModelForTokenClassification, config, "TOKEN_CLS")
 
     # Metrics and prediction files see words: window predictions are merged back per sentence first.
-    trainer = training.build_trainer(
-        cfg, make_model, tokenizer, encoded, collators.TokenClassificationPadding(tokenizer, cfg),
+    trainers = training.TrainerFactory(  # a Trainer per run, or per trial under --hpo_trials
+        make_model, tokenizer, encoded, collators.TokenClassificationPadding(tokenizer, cfg),
         compute_metrics=tagging.metrics_for(tag_set, d.return_entity_level_metrics), main_metric=("f1", True),
         compute_loss_func=imbalance.loss_from_flags(cfg, tag_set, encoded))
-    training.run(trainer, cfg, raw, encoded, tagging.prediction_writer(tag_set, encoded, words, tags))
+    training.run(trainers, cfg, raw, encoded, tagging.prediction_writer(tag_set, encoded, words, tags))
 
 
 if __name__ == "__main__":

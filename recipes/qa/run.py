@@ -75,9 +75,9 @@ def main():
     # Windows' logits back to one answer per question, scored with the official SQuAD semantics.
     scorer = span_extraction.SpanScorer(raw, encoded, q, c, a, d.n_best_size, d.max_answer_length, version_2,
                                         d.null_score_diff_threshold, progress=not cfg.training.disable_tqdm)
-    trainer = training.build_trainer(cfg, make_model, tokenizer, encoded, collator,
-                                     compute_metrics=scorer.compute_metrics, main_metric=("f1", True))
-    training.run(trainer, cfg, raw, encoded, scorer.write_predictions)
+    trainers = training.TrainerFactory(make_model, tokenizer, encoded, collator,
+                                       compute_metrics=scorer.compute_metrics, main_metric=("f1", True))
+    training.run(trainers, cfg, raw, encoded, scorer.write_predictions)
 
 
 if __name__ == "__main__":

@@ -69,11 +69,11 @@ def main():
         model_args, AutoModelForSequenceClassification, config, "SEQ_CLS")
     loss = imbalance.loss_from_flags(cfg, label_set, encoded)
 
-    trainer = training.build_trainer(
-        cfg, make_model, tokenizer, encoded, collators.dynamic_padding(tokenizer, cfg),
+    trainers = training.TrainerFactory(  # a Trainer per run, or per trial under --hpo_trials
+        make_model, tokenizer, encoded, collators.dynamic_padding(tokenizer, cfg),
         compute_metrics=metrics.for_labels(label_set, d.multi_label_threshold, d.metric_name),
         main_metric=metrics.main_metric(label_set.problem_type), compute_loss_func=loss)
-    training.run(trainer, cfg, raw, encoded, classification.prediction_writer(
+    training.run(trainers, cfg, raw, encoded, classification.prediction_writer(
         label_set, text_columns, d.label_column_name, d.multi_label_threshold))
 
 
