@@ -67,10 +67,10 @@ def export(model_dir, output, quantize=None, overwrite=False) -> dict:
     try:
         path = os.path.join(tmp, onnx_models.ONNX_FILE)
         _to_onnx(model, inputs, output_names, path)
-        if quantize:
-            _quantize_int8(path)
-        info = {"format": "onnx", "quantize": quantize, "source": os.path.abspath(model_dir),
-                "architecture": config.architectures[0], "outputs": list(output_names),
+        fp32_matmuls = _quantize_int8(path, model.config) if quantize else None
+        info = {"format": "onnx", "quantize": quantize, "int8_kept_fp32_matmuls": fp32_matmuls,
+                "source": os.path.abspath(model_dir), "architecture": config.architectures[0],
+                "outputs": list(output_names),
                 "exporter": f"torch.onnx.export(dynamo=True), torch {torch.__version__}",
                 "onnxruntime": _ort_version(), "check": _compare(model, inputs, path, output_names, quantize)}
         model.config.save_pretrained(tmp)
@@ -115,17 +115,25 @@ def _to_onnx(model, inputs, output_names, path):
                             f"{str(err).splitlines()[0]}") from None
 
 
-def _quantize_int8(path):
-    """Dynamic int8 in place. The dynamo exporter's value_info shape annotations are dropped first: ONNX
-    Runtime's quantizer re-infers shapes and rejects some of them (they are optional metadata)."""
+def _quantize_int8(path, config):
+    """Dynamic int8 in place, weights per output channel. The feed-forward output projections stay fp32: their
+    inputs (after GELU) carry the outliers that int8 clips worst in BERT-style encoders (on 1,000 SST-2 training
+    sentences the model never saw, agreement with fp32 went 98.7% -> 99.2%; README, Serving). The dynamo
+    exporter's value_info shape annotations are dropped first: ONNX Runtime's quantizer re-infers shapes and
+    rejects some of them (they are optional metadata)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
     graph = onnx.load(path)
     del graph.graph.value_info[:]
+    inner = getattr(config, "intermediate_size", None) or getattr(config, "ffn_dim", None)
+    shapes = {tensor.name: list(tensor.dims) for tensor in graph.graph.initializer}
+    keep_fp32 = [node.name for node in graph.graph.node if node.op_type == "MatMul"
+                 and any(shapes.get(name, [None])[0] == inner for name in node.input)]
     fp32 = f"{path}.fp32.onnx"
     onnx.save(graph, fp32)
-    quantize_dynamic(fp32, path, weight_type=QuantType.QInt8, per_channel=True)
+    quantize_dynamic(fp32, path, weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=keep_fp32)
     os.remove(fp32)
+    return len(keep_fp32)
 
 
 def _compare(model, inputs, path, output_names, quantize):
