@@ -50,8 +50,12 @@ class Task:
     def comparable(self, prediction, row_key):
         return prediction
 
-    def __init__(self, model_dir):
+    def first(self, rows):
+        return rows.select(range(min(self.limit, len(rows)))) if self.limit else rows
+
+    def __init__(self, model_dir, limit=None):
         from transformers import AutoTokenizer
+        self.limit = limit  # the first N dev rows only (sentences, questions)
 
         from common import inference
         self.model_dir = str(model_dir)
@@ -70,7 +74,7 @@ class Sst2(Task):
     def encode(self):
         from common import classification, data
         from common.labels import LabelSet
-        self.rows = data.read_file(str(DATA / "sst2/dev.tsv"))
+        self.rows = self.first(data.read_file(str(DATA / "sst2/dev.tsv")))
         encode = classification.encoder(self.tokenizer, LabelSet(self.names), ["sentence"], "label", 128)
         return self.rows.map(encode, batched=True, remove_columns=self.rows.column_names)
 
@@ -86,7 +90,8 @@ class Conll(Task):
 
     def encode(self):
         from common import data, tagging
-        self.rows = data.read_file(str(DATA / "conll2003/dev.txt"), conll=data.ConllColumns("tokens", "ner_tags"))
+        self.rows = self.first(data.read_file(str(DATA / "conll2003/dev.txt"),
+                                              conll=data.ConllColumns("tokens", "ner_tags")))
         self.tag_set = tagging.TagSet(self.names, "IOB2")
         encode = tagging.window_encoder(self.tokenizer, self.tag_set, "tokens", "ner_tags", 128, 32)
         return self.rows.map(encode, batched=True, with_indices=True, remove_columns=self.rows.column_names)
@@ -110,7 +115,7 @@ class Squad(Task):
 
     def encode(self):
         from common import data, span_extraction
-        self.rows = data.read_file(str(DATA / "squad/dev.json"))
+        self.rows = self.first(data.read_file(str(DATA / "squad/dev.json")))
         encode = span_extraction.window_encoder(self.tokenizer, "question", "context", None, 384, 128)
         return self.rows.map(encode, batched=True, with_indices=True, remove_columns=self.rows.column_names)
 
@@ -197,10 +202,13 @@ def int8_operator_times(model, task, runs=50):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("tasks", nargs="*", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument("tasks", nargs="*", help=f"Of {', '.join(TASKS)}; default: all three.")
     parser.add_argument("--batch1", type=int, default=300, help="Inputs timed one at a time, per way.")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--limit", type=int, help="Only the first N dev rows of each set (sentences, questions).")
     opts = parser.parse_args()
+    if set(opts.tasks) - set(TASKS):
+        parser.error(f"tasks: choose from {', '.join(TASKS)}")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     torch.set_num_threads(opts.threads)
@@ -209,9 +217,9 @@ def main():
           f"| torch CPU capability {torch.backends.cpu.get_cpu_capability()}")
     started = time.strftime("%Y-%m-%d %H:%M")
     rows, notes = [], []
-    for name in opts.tasks:
+    for name in opts.tasks or list(TASKS):
         make, what = TASKS[name]
-        task = make(MODELS / name)
+        task = make(MODELS / name, opts.limit)
         results = {}
         for way, (model, bf16) in models(task, opts.threads).items():
             results[way] = run_way(task, model, bf16, opts.batch1)
@@ -231,7 +239,8 @@ def main():
               f"{load[2]:.1f} (1/5/15 min) at the end (`python bench/{Path(__file__).name} {' '.join(sys.argv[1:])}`)\n\n"
               f"CPU flags: {', '.join(f'{k} {chr(10003) if v else chr(10007)}' for k, v in flags.items())}; torch CPU "
               f"capability {torch.backends.cpu.get_cpu_capability()}; torch {torch.__version__}, onnxruntime "
-              f"{_ort_version()}. Batch-1 timing on the first {opts.batch1} inputs of each set.\n\n"
+              f"{_ort_version()}. Batch-1 timing on the first {opts.batch1} inputs of each set"
+              f"{f'; the first {opts.limit} dev rows of each set only' if opts.limit else ''}.\n\n"
               "| task (inputs) | way | batch 1 samples/s | p50 ms | p95 ms | batch 32 samples/s | batch 1 vs PyTorch fp32 "
               "| dev metric | predictions equal to PyTorch fp32 |\n|---|---|---|---|---|---|---|---|---|\n")
     append_section(RESULTS, "Inference", header + "\n".join(rows) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n",
