@@ -57,6 +57,7 @@ def export(model_dir, output, quantize=None, overwrite=False) -> dict:
         model_dir)
     if modeling.is_lora(model):  # an adapter directory: fold the adapter in, export one plain model
         model = model.merge_and_unload()
+        model.config.architectures = [type(model).__name__]  # the adapter's config named the base model only
     model = model.float().eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir) if auto_class else None
     inputs = _sample_inputs(model, tokenizer)
