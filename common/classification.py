@@ -8,15 +8,73 @@ import numpy as np
 from common import artifacts, metrics, reports
 from common.data import TEST
 from common.errors import UserError
-from common.labels import MULTI, REGRESSION, label_key
+from common.labels import MULTI, REGRESSION, SINGLE, LabelSet, label_key
 
 logger = logging.getLogger(__name__)
 
+# run_glue's --task_name: GLUE tasks on the Hub and their text columns.
+GLUE_TASKS = {"cola": ("sentence",), "mnli": ("premise", "hypothesis"), "mrpc": ("sentence1", "sentence2"),
+              "qnli": ("question", "sentence"), "qqp": ("question1", "question2"), "rte": ("sentence1", "sentence2"),
+              "sst2": ("sentence",), "stsb": ("sentence1", "sentence2"), "wnli": ("sentence1", "sentence2")}
+GLUE_DATASET = "nyu-mll/glue"
 
-def check_texts(raw, text_columns):
+
+def glue_task(data_args):
+    """--task_name NAME, as run_glue reads it: the GLUE task from the Hub, with its text columns (and both
+    MNLI evaluation sets). Without the Hub, loading stops and says to pass the task's files instead."""
+    task = (data_args.task_name or "").lower()
+    if not task:
+        return
+    if task not in GLUE_TASKS:
+        raise UserError(f"--task_name {data_args.task_name}: a GLUE task ({', '.join(GLUE_TASKS)}); for other "
+                        f"data drop it and pass --train_file/--validation_file or --dataset_name")
+    if data_args.dataset_name or data_args.train_file:
+        raise UserError(f"--task_name {task} loads GLUE from the Hub: drop it, or drop --dataset_name/--train_file")
+    data_args.dataset_name, data_args.dataset_config_name = GLUE_DATASET, task
+    data_args.text_column_names = data_args.text_column_names or ",".join(GLUE_TASKS[task])
+    if task == "mnli" and data_args.eval_split_names == ["validation"]:
+        data_args.eval_split_names = ["validation_matched", "validation_mismatched"]
+
+
+def detect_text_columns(raw, data_args) -> list:
+    """The text columns: --text_column_names when given, else found as run_glue finds them in local files,
+    among the columns other than the label: `text` or `sentence` when there is one, else sentence1 +
+    sentence2 when both exist, else the first two text (string) columns (a pair) or the only one. Logged."""
+    if data_args.text_column_names:
+        return data_args.text_column_names.split(",")
+    split, ds = next(iter(raw.splits.items()))
+    others = [c for c in ds.column_names if c != data_args.label_column_name]
+    texts = [c for c in others if getattr(ds.features[c], "dtype", None) in ("string", "large_string")] or others
+    single = next(([c] for c in ("text", "sentence") if c in others), None)
+    chosen = single or (["sentence1", "sentence2"] if {"sentence1", "sentence2"} <= set(others) else texts[:2])
+    if not chosen:
+        raise UserError(f"{raw.sources[split]}: no text column besides the label '{data_args.label_column_name}'; "
+                        f"columns there: {', '.join(ds.column_names)}; name it with --text_column_names")
+    logger.warning("text column(s) %s, label column '%s' (found in %s; --text_column_names and "
+                   "--label_column_name set them)", " + ".join(chosen), data_args.label_column_name, raw.sources[split])
+    data_args.text_column_names = ",".join(chosen)  # so run_config.yaml records the choice
+    return chosen
+
+
+def labels_from_flags(raw, data_args) -> LabelSet:
+    """The labels (--problem_type); --do_regression (run_classification's) true means regression, false never."""
+    problem_type = data_args.problem_type
+    if data_args.do_regression and problem_type not in (None, REGRESSION):
+        raise UserError(f"--do_regression and --problem_type {problem_type} disagree: give one of them")
+    problem_type = problem_type or (REGRESSION if data_args.do_regression else None)
+    found = LabelSet.from_splits(raw, data_args.label_column_name, data_args.label_list, data_args.strict_labels,
+                                 problem_type)
+    if data_args.do_regression is False and found.problem_type == REGRESSION:
+        found = LabelSet.from_splits(raw, data_args.label_column_name, data_args.label_list,
+                                     data_args.strict_labels, SINGLE)
+    return found
+
+
+def check_texts(raw, text_columns, delimiter=None):
     """Every text cell must be a string: a None or number would crash deep inside the tokenizer."""
-    if len(text_columns) > 2:
-        raise UserError(f"--text_column_names {','.join(text_columns)}: give one column, or two for a text pair")
+    if len(text_columns) > 2 and delimiter is None:
+        raise UserError(f"--text_column_names {','.join(text_columns)}: give one column, or two for a text pair, "
+                        f"or join several into one text with --text_column_delimiter")
     for split, ds in raw.splits.items():
         for column in text_columns:
             bad = next((i for i, v in enumerate(ds[column]) if not isinstance(v, str)), None)
@@ -38,10 +96,14 @@ def drop_unlabelled(raw, label_set, label_column):
             raw.splits[split] = kept
 
 
-def encoder(tokenizer, label_set, text_columns, label_column, max_length):
-    """A batched `map` function: tokens of one text or a pair (no padding: the collator pads), plus labels."""
+def encoder(tokenizer, label_set, text_columns, label_column, max_length, delimiter=None):
+    """A batched `map` function: tokens of one text or a pair (no padding: the collator pads), plus labels.
+    delimiter (run_classification's --text_column_delimiter): the columns joined into one text instead."""
     def encode(batch):
-        encoded = tokenizer(*[batch[c] for c in text_columns], truncation=True, max_length=max_length)
+        texts = [batch[c] for c in text_columns]
+        if delimiter is not None:
+            texts = [[delimiter.join(parts) for parts in zip(*texts)]]
+        encoded = tokenizer(*texts, truncation=True, max_length=max_length)
         gold = batch.get(label_column)
         if gold is not None and all(label_set.is_labelled(v) for v in gold):
             encoded["labels"] = [label_set.encode(v) for v in gold]

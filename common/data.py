@@ -2,14 +2,18 @@
 
 A `.json` file in the official SQuAD shape (`data[].paragraphs[].qas[]`, v1.1 or v2.0) is read as one
 row per question: id, title, context, question, answers {text: [...], answer_start: [...]}, the
-columns of the Hub's `squad` and `squad_v2`.
+columns of the Hub's `squad` and `squad_v2`. A `.json` document with flat rows under a `data` key
+(`{"version": ..., "data": [{...}, ...]}`, what HF's examples read with `field="data"`) is read as those rows.
+In both, a repeated `id` is renamed (`<id>#2`, ...) with a warning: predictions.json is keyed by id.
 
 Splits are named `train`, one name per evaluation set (`validation` when there is one, the file
 stems or Hub split names when there are several) and `test`, in that order.
 """
 import codecs
+import collections
 import csv
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import NamedTuple, Optional
@@ -22,6 +26,8 @@ from common.errors import UserError
 FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 CONLL_EXTENSIONS = (".conll", ".txt")  # read only by recipes that pass `conll` (word-level tagging)
 TRAIN, TEST = "train", "test"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -70,7 +76,9 @@ def load(cfg, conll: Optional[ConllColumns] = None, named=None, readers=None) ->
     if percentage is not None and not 0 < percentage < 100:
         raise UserError(f"--validation_split_percentage must be between 1 and 99, got {percentage}")
     with training.main_process_first(desc="loading data"):
-        raw = (named and named(data)) or (_load_hub(data) if data.dataset_name else _load_files(data, conll, readers))
+        raw = (named and named(data)) or (
+            _load_hub(data, cfg.model.token) if data.dataset_name else _load_files(data, conll, readers))
+    _remove(raw, data)
     if percentage and raw.eval_names:
         raise UserError(f"--validation_split_percentage {percentage} holds out part of train, but evaluation data "
                         f"is given ({raw.sources[raw.eval_names[0]]}); drop one of them "
@@ -82,12 +90,28 @@ def load(cfg, conll: Optional[ConllColumns] = None, named=None, readers=None) ->
         raw.sources["validation"] = f"{percentage}% of {raw.sources[TRAIN]}"
         raw.splits = DatasetDict({k: raw.splits[k] for k in [TRAIN, "validation", TEST] if k in raw.splits})
     _check_needed_splits(raw, training)
+    if data.shuffle_train_dataset and TRAIN in raw.splits:  # before the limit, so it takes a random sample
+        raw.splits[TRAIN] = raw.splits[TRAIN].shuffle(seed=data.shuffle_seed)
     limits = {TRAIN: data.max_train_samples, TEST: data.max_predict_samples}
     for name, ds in raw.splits.items():
         limit = limits.get(name, data.max_eval_samples)
         if limit is not None and limit < len(ds):
             raw.splits[name] = ds.select(range(limit))
     return raw
+
+
+def _remove(raw: RawData, data):
+    """--remove_splits and --remove_columns: as if those splits or columns were not in the data."""
+    for split in filter(None, (data.remove_splits or "").split(",")):
+        if split not in raw.splits:
+            raise UserError(f"--remove_splits {data.remove_splits}: no split '{split}'; splits: {', '.join(raw.splits)}")
+        del raw.splits[split]
+    for column in filter(None, (data.remove_columns or "").split(",")):
+        for split, ds in raw.splits.items():
+            if column not in ds.column_names:
+                raise UserError(f"--remove_columns {data.remove_columns}: {raw.sources[split]} has no column "
+                                f"'{column}'; columns there: {', '.join(ds.column_names)}")
+            raw.splits[split] = ds.remove_columns(column)
 
 
 def tokenize(raw: RawData, encode, cfg, desc="tokenizing", with_indices=False) -> DatasetDict:
@@ -97,18 +121,19 @@ def tokenize(raw: RawData, encode, cfg, desc="tokenizing", with_indices=False) -
     came from."""
     with cfg.training.main_process_first(desc=desc):
         return DatasetDict({name: ds.map(encode, batched=True, remove_columns=ds.column_names,
-                                         with_indices=with_indices,
+                                         with_indices=with_indices, load_from_cache_file=not cfg.data.overwrite_cache,
                                          num_proc=cfg.data.preprocessing_num_workers, desc=f"{desc} {name}")
                             for name, ds in raw.splits.items()})
 
 
-def _load_hub(data) -> RawData:
+def _load_hub(data, token=None) -> RawData:
     try:
-        hub = datasets.load_dataset(data.dataset_name, data.dataset_config_name)
+        hub = datasets.load_dataset(data.dataset_name, data.dataset_config_name, token=token)
     except Exception as err:  # network, unknown name, missing config: all surface as one line
         raise UserError(f"could not load Hub dataset --dataset_name {data.dataset_name}: "
-                        f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
-    wanted = {TRAIN: TRAIN, **{name: name for name in data.eval_split_names}, TEST: data.predict_split_name}
+                        f"{str(err).splitlines()[0] if str(err) else type(err).__name__}; without the Hub, "
+                        f"pass local files with --train_file/--validation_file") from None
+    wanted = {TRAIN: data.train_split_name, **{name: name for name in data.eval_split_names}, TEST: data.predict_split_name}
     splits = DatasetDict({ours: hub[theirs] for ours, theirs in wanted.items() if theirs in hub})
     name = data.dataset_name + (f"/{data.dataset_config_name}" if data.dataset_config_name else "")
     return RawData(splits, {ours: f"Hub dataset {name} split '{theirs}'" for ours, theirs in wanted.items()})
@@ -150,8 +175,8 @@ def read_file(path: str, flag: str = "file", conll: Optional[ConllColumns] = Non
         return readers[ext](path, flag)
     if ext in CONLL_EXTENSIONS:
         return read_conll(path, flag, conll)
-    if ext == ".json" and (nested := _read_nested_squad(path, flag)) is not None:
-        return nested
+    if ext == ".json" and (document := _read_json_document(path, flag)) is not None:
+        return document
     # TSV files such as GLUE's contain bare quotes: read them verbatim.
     options = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if ext == ".tsv" else {}
     try:
@@ -208,9 +233,10 @@ SQUAD_FEATURES = datasets.Features({
 })
 
 
-def _read_nested_squad(path, flag):
-    """The rows of an official SQuAD file, or None when the file has another shape (JSON lines, a list
-    of records...). Only a file that starts with '{' is parsed here: JSON lines fail fast on line 2."""
+def _read_json_document(path, flag):
+    """The rows of a JSON document with a `data` list: an official SQuAD file, or flat rows under `data`
+    (HF's field="data"). None when the file has another shape (JSON lines, a list of records...). Only a
+    file that starts with '{' is parsed here: JSON lines fail fast on line 2."""
     with open(path, encoding="utf-8") as fh:
         if fh.read(1) != "{":
             return None
@@ -220,8 +246,10 @@ def _read_nested_squad(path, flag):
         except json.JSONDecodeError:
             return None
     articles = document.get("data") if isinstance(document, dict) else None
-    if not (isinstance(articles, list) and articles and isinstance(articles[0], dict) and "paragraphs" in articles[0]):
+    if not (isinstance(articles, list) and articles and all(isinstance(a, dict) for a in articles)):
         return None
+    if "paragraphs" not in articles[0]:  # flat rows under `data`
+        return datasets.Dataset.from_list(_unique_ids(articles, path))
     rows = []
     try:
         for article in articles:
@@ -238,7 +266,27 @@ def _read_nested_squad(path, flag):
                         f"near question {len(rows) + 1}: missing or wrong field {err}") from None
     if not rows:
         raise UserError(f"--{flag} {path}: file has no rows (no questions under data[].paragraphs[].qas[])")
-    return datasets.Dataset.from_list(rows, features=SQUAD_FEATURES)
+    return datasets.Dataset.from_list(_unique_ids(rows, path), features=SQUAD_FEATURES)
+
+
+def _unique_ids(rows, path):
+    """In a SQuAD-format file the ids cannot be dropped to number the rows: a repeated id becomes <id>#2,
+    <id>#3... (the first keeps its id), and a warning says how many, so predictions.json keeps every question."""
+    if not all("id" in row for row in rows):
+        return rows
+    seen, renamed = collections.Counter(), []
+    for row in rows:
+        qid = str(row["id"])
+        seen[qid] += 1
+        if seen[qid] > 1:
+            renamed.append(qid)
+            row["id"] = f"{qid}#{seen[qid]}"
+    if renamed:
+        for row in rows:  # one type for the column: the renamed ids are strings
+            row["id"] = str(row["id"])
+        logger.warning("%s: %d questions repeat an id used before (first: %s); renamed <id>#2, <id>#3... "
+                       "in predictions.json", path, len(renamed), ", ".join(sorted(set(renamed))[:5]))
+    return rows
 
 
 def _check_utf8(path, flag):

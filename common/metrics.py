@@ -1,22 +1,34 @@
-"""Metrics, computed here with scikit-learn and scipy: no Hub download, so they work offline.
+"""Metrics through the `evaluate` API: this project's own metrics are local evaluate modules
+(common/metric_modules/NAME/NAME.py), loaded by path, so nothing is fetched and they work offline:
 
-Each function takes plain arrays and returns a flat dict of floats (what Trainer logs).
+    metric = evaluate.load("common/metric_modules/classification")   # or common.metrics.load("classification")
+    metric.compute(predictions=[0, 1, 1], references=[0, 1, 0], num_labels=2)
+
+Each returns a flat dict of floats (what Trainer logs). A Hub metric (evaluate.load("accuracy")) takes the
+same call where the Hub is reachable (--metric_name in text classification).
 """
+import functools
+import os
+
 import numpy as np
-from scipy import stats
 from sklearn import metrics as skm
 
+from common.errors import UserError
 from common.labels import MULTI, REGRESSION
+
+MODULES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "metric_modules")
+
+
+@functools.lru_cache(maxsize=None)
+def load(name: str):
+    """One of this project's metrics (classification, regression, multi_label, seqeval_entities, squad) as an
+    evaluate module. keep_in_memory: no cache files, so several processes of one launch never share one."""
+    import evaluate
+    return evaluate.load(os.path.join(MODULES, name), keep_in_memory=True)
 
 
 def classification(pred_ids, gold_ids, num_labels) -> dict:
-    labels = list(range(num_labels))
-    out = {"accuracy": skm.accuracy_score(gold_ids, pred_ids)}
-    for average in ("macro", "micro", "weighted"):
-        p, r, f, _ = skm.precision_recall_fscore_support(gold_ids, pred_ids, labels=labels,
-                                                         average=average, zero_division=0)
-        out.update({f"f1_{average}": f, f"precision_{average}": p, f"recall_{average}": r})
-    return _floats(out)
+    return load("classification").compute(predictions=pred_ids, references=gold_ids, num_labels=num_labels)
 
 
 def per_class_report(pred_ids, gold_ids, names) -> dict:
@@ -26,23 +38,12 @@ def per_class_report(pred_ids, gold_ids, names) -> dict:
 
 
 def regression(predictions, gold) -> dict:
-    predictions, gold = np.asarray(predictions, float).ravel(), np.asarray(gold, float).ravel()
-    mse = skm.mean_squared_error(gold, predictions)
-    constant = np.ptp(predictions) == 0 or np.ptp(gold) == 0  # correlation undefined
-    return _floats({
-        "mse": mse, "rmse": np.sqrt(mse), "mae": skm.mean_absolute_error(gold, predictions),
-        "pearson": 0.0 if constant else stats.pearsonr(predictions, gold)[0],
-        "spearman": 0.0 if constant else stats.spearmanr(predictions, gold)[0],
-    })
+    return load("regression").compute(predictions=np.asarray(predictions, float).ravel(),
+                                      references=np.asarray(gold, float).ravel())
 
 
 def multi_label(pred_hot, gold_hot) -> dict:
-    pred_hot, gold_hot = np.asarray(pred_hot, int), np.asarray(gold_hot, int)
-    out = {"subset_accuracy": skm.accuracy_score(gold_hot, pred_hot)}
-    for average in ("micro", "macro"):
-        p, r, f, _ = skm.precision_recall_fscore_support(gold_hot, pred_hot, average=average, zero_division=0)
-        out.update({f"f1_{average}": f, f"precision_{average}": p, f"recall_{average}": r})
-    return _floats(out)
+    return load("multi_label").compute(predictions=np.asarray(pred_hot, int), references=np.asarray(gold_hot, int))
 
 
 def main_metric(problem_type) -> tuple:
@@ -61,18 +62,36 @@ def scores_from_logits(logits, problem_type):
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
-def for_labels(label_set, threshold=0.5):
-    """A Trainer `compute_metrics` for a common.labels.LabelSet."""
+def for_labels(label_set, threshold=0.5, metric_name=None):
+    """A Trainer `compute_metrics` for a common.labels.LabelSet. metric_name (run_classification's --metric_name):
+    an evaluate module too, by Hub name or local path; its results join these (main metric and reports use these)."""
+    extra = named(metric_name, label_set.problem_type) if metric_name else None
+
     def compute(eval_prediction):
         logits, gold = eval_prediction.predictions, eval_prediction.label_ids
         logits = logits[0] if isinstance(logits, tuple) else logits
         if label_set.problem_type == REGRESSION:
-            return regression(scores_from_logits(logits, REGRESSION), gold)
-        if label_set.problem_type == MULTI:
-            return multi_label(scores_from_logits(logits, MULTI) >= threshold, gold)
-        return classification(np.argmax(logits, axis=-1), gold, label_set.num_labels)
+            predicted = scores_from_logits(logits, REGRESSION)
+            out = regression(predicted, gold)
+        elif label_set.problem_type == MULTI:
+            predicted, gold = (scores_from_logits(logits, MULTI) >= threshold).astype(int), np.asarray(gold, int)
+            out = multi_label(predicted, gold)
+        else:
+            predicted = np.argmax(logits, axis=-1)
+            out = classification(predicted, gold, label_set.num_labels)
+        if extra is not None:
+            out.update(extra.compute(predictions=predicted, references=gold))
+        return out
     return compute
 
 
-def _floats(metrics):
-    return {k: float(v) for k, v in metrics.items()}
+def named(metric_name, problem_type):
+    """An evaluate module by Hub name or path, as run_classification loads --metric_name (multi-label: its
+    `multilabel` configuration). Loaded before training, so a name that cannot load stops the run first."""
+    import evaluate
+    try:
+        return evaluate.load(metric_name, "multilabel" if problem_type == MULTI else None, keep_in_memory=True)
+    except Exception as err:  # offline Hub, unknown name, a module that fails to import
+        raise UserError(f"--metric_name {metric_name}: could not load it ({str(err).splitlines()[0][:200]}); "
+                        f"give the path of a local evaluate module, e.g. {os.path.join(MODULES, 'classification')}, "
+                        f"or leave it out: these metrics are computed anyway") from None

@@ -33,7 +33,7 @@ def model_path(model_args) -> str:
 def load_tokenizer(model_args):
     name = model_args.tokenizer_name or model_path(model_args)
     return _from_pretrained(AutoTokenizer, name, model_args, flag="tokenizer_name" if model_args.tokenizer_name
-                            else "model_name_or_path")
+                            else "model_name_or_path", use_fast=model_args.use_fast_tokenizer)
 
 
 def load_config(model_args, label_set=None, **overrides):
@@ -41,7 +41,8 @@ def load_config(model_args, label_set=None, **overrides):
     if label_set is not None:
         overrides.update(num_labels=label_set.num_labels, id2label=label_set.id2label,
                          label2id=label_set.label2id, problem_type=label_set.problem_type)
-    config = _from_pretrained(AutoConfig, model_path(model_args), model_args, **overrides)
+    name, flag = (model_args.config_name, "config_name") if model_args.config_name else (model_path(model_args), "model_name_or_path")
+    config = _from_pretrained(AutoConfig, name, model_args, flag=flag, **overrides)
     if model_args.dropout is not None:
         for key in ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout"):
             if hasattr(config, key):
@@ -57,7 +58,8 @@ def load_model(model_args, auto_class, config, peft_task_type):
     if model_args.train_pooler and (model_args.cache_features or not model_args.freeze_encoder):
         raise UserError("--train_pooler is for --freeze_encoder without --cache_features (the cache holds the "
                         "pooler's outputs; full fine-tuning and --lora train the pooler anyway): drop one")
-    model = _from_pretrained(auto_class, model_path(model_args), model_args, config=config)
+    model = _from_pretrained(auto_class, model_path(model_args), model_args, config=config,
+                             ignore_mismatched_sizes=model_args.ignore_mismatched_sizes)
     if model_args.freeze_encoder:
         freeze_encoder(model, model_args.train_pooler)
     if model_args.cache_features:  # refuses an encoder that trains
@@ -153,7 +155,7 @@ def load_trained(output_dir, auto_class):
 def _from_pretrained(cls, name, model_args, flag="model_name_or_path", **kwargs):
     try:
         return cls.from_pretrained(name, revision=model_args.model_revision, cache_dir=model_args.cache_dir,
-                                   trust_remote_code=model_args.trust_remote_code, **kwargs)
+                                   token=model_args.token, trust_remote_code=model_args.trust_remote_code, **kwargs)
     except (OSError, ValueError) as err:
         if "custom code" in str(err):  # never run a repository's code unless the user says so
             raise UserError(f"--{flag} {name}: the model needs its own Python code to load; read that code, "

@@ -1,26 +1,36 @@
-"""Hyperparameter search with Optuna, through `Trainer.hyperparameter_search`.
+"""Hyperparameter search: an Optuna loop around ordinary training runs.
 
     python recipes/<task>/run.py config.yaml --hpo_trials 20            # search, then train the best again
 
-The study lives in a storage (default sqlite:///<output_dir>/hpo.db), so a search survives restarts and
-is shared: the same command run again continues it, and any number of workers started on one storage
-and study name split its trials. Each trial's objective is its best evaluation; the median pruner stops
-trials that fall behind. When the last worker finishes, it trains the best trial's settings again and
-saves that model like a normal run, next to best_run.json, trials.csv and two plots.
+Each trial is one training run with the trial's settings, on a Trainer of its own; a TrainerCallback reports
+every evaluation to the trial and stops the run when the pruner says so. The objective is the trial's best
+evaluation. The study lives in a storage (default sqlite:///<output_dir>/hpo.db; a PostgreSQL URL for
+workers on many machines; a journal file on a shared file system without a database server), so the same
+command run again continues a search, a larger --hpo_trials grows it, and any number of workers started on
+one storage and study name share its trials. When the study has its trials, the worker that ran the last of
+them trains the best settings again as an ordinary run, beside best_run.json, trials.csv and two plots.
+
+Under accelerate launch the main process talks to the study: it sends each trial's parameters to every rank
+before the trial's training starts, and each evaluation's pruning decision, so all ranks train the same
+trial and stop together.
 """
 import dataclasses
+import gc
+import json
 import logging
 import os
+import re
 import shutil
 import time
 import warnings
-from typing import Optional
+from typing import Callable, NamedTuple, Optional
 
 import optuna
 import torch
+from transformers import TrainerCallback, TrainingArguments
 
 from common import artifacts
-from common.args import did_you_mean, read_config_file
+from common.args import FINISHED_MARKER, did_you_mean, read_config_file
 from common.errors import DivergedLoss, UserError
 
 logger = logging.getLogger(__name__)
@@ -33,14 +43,19 @@ DEFAULT_SPACE = {
     "warmup_steps": {"low": 0.0, "high": 0.2},
     "weight_decay": {"low": 0.0, "high": 0.1},
 }
-LORA_SPACE = {"lora_r": [4, 8, 16, 32], "lora_alpha": [8, 16, 32, 64], "lora_dropout": {"low": 0.0, "high": 0.2}}
+# Adapters want about 10x full fine-tuning's learning rate (common.args.LORA_LEARNING_RATE, 5e-4): with --lora
+# this range replaces the default one.
+LORA_SPACE = {"learning_rate": {"low": 1e-4, "high": 3e-3, "log": True}, "lora_r": [4, 8, 16, 32],
+              "lora_alpha": [8, 16, 32, 64], "lora_dropout": {"low": 0.0, "high": 0.2}}
 # A frozen encoder leaves a small head to train, which wants a far larger learning rate: trials that
 # freeze draw it from frozen_learning_rate instead, or most of them would be wasted.
 FREEZE_SPACE = {"freeze_encoder": [False, True], "frozen_learning_rate": {"low": 1e-3, "high": 3e-2, "log": True}}
 # What make_model reads from ModelArguments, so what a trial may change about the model.
 MODEL_KEYS = ("lora_r", "lora_alpha", "lora_dropout", "freeze_encoder")
-COUNTED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.RUNNING)
+TRAINING_KEYS = frozenset(f.name for f in dataclasses.fields(TrainingArguments) if f.init)
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 BEST_RUN, TRIALS, HISTORY_PLOT, IMPORTANCE_PLOT = "best_run.json", "trials.csv", "hpo_history.png", "hpo_importances.png"
+LOWER_IS_BETTER = ("loss", "error", "mse", "mae", "rmse", "perplexity")
 
 
 class SearchSpace:
@@ -48,9 +63,7 @@ class SearchSpace:
     float) or a single value (fixed). TrainingArguments names go to the Trainer, the MODEL_KEYS to make_model."""
 
     def __init__(self, spec: dict, source: str, cfg):
-        from transformers import TrainingArguments
-        training_keys = {f.name for f in dataclasses.fields(TrainingArguments)}
-        self.spec, self.training_keys = spec, set()
+        self.spec = spec
         for name, value in spec.items():
             if name == "frozen_learning_rate":
                 if "freeze_encoder" not in spec:
@@ -58,11 +71,9 @@ class SearchSpace:
             elif name in MODEL_KEYS:
                 if name.startswith("lora_") and not cfg.model.lora:
                     raise UserError(f"{source}: '{name}' is searched but the model has no LoRA: add --lora")
-            elif name in training_keys:
-                self.training_keys.add(name)
-            else:
+            elif name not in TRAINING_KEYS:
                 raise UserError(f"{source}: '{name}' is not a TrainingArguments field or one of "
-                                f"{', '.join(MODEL_KEYS)}{did_you_mean(name, training_keys | set(MODEL_KEYS))}")
+                                f"{', '.join(MODEL_KEYS)}{did_you_mean(name, TRAINING_KEYS | set(MODEL_KEYS))}")
             _check_spec(name, value, source)
         if cfg.model.lora and spec.get("freeze_encoder") not in (None, False, [False]):
             raise UserError(f"{source}: 'freeze_encoder' cannot be searched with --lora (both decide what trains)")
@@ -76,9 +87,10 @@ class SearchSpace:
         return cls(read_config_file(path, what="--hpo_space file"), path, cfg)
 
     def suggest(self, trial) -> dict:
-        """Every parameter, suggested in one place: the Trainer and make_model read the same trial."""
+        """Every parameter of the trial, by its setting's name (a frozen trial's learning rate is drawn from
+        frozen_learning_rate but returned as learning_rate)."""
         params = {}
-        for name in sorted(self.spec, key=lambda key: key != "freeze_encoder"):  # freezing first: see below
+        for name in sorted(self.spec, key=lambda key: key != "freeze_encoder"):  # freezing first: see above
             spec, key = self.spec[name], name
             if name == "frozen_learning_rate":
                 continue
@@ -89,29 +101,22 @@ class SearchSpace:
             elif isinstance(spec, dict):
                 ints = all(isinstance(spec[k], int) and not isinstance(spec[k], bool) for k in ("low", "high"))
                 suggest = trial.suggest_int if ints else trial.suggest_float
-                params[name] = suggest(key, spec["low"], spec["high"], log=spec.get("log", False),
-                                       **({"step": spec["step"]} if "step" in spec else {}))
+                step = {"step": spec["step"]} if "step" in spec else {}
+                params[name] = suggest(key, spec["low"], spec["high"], log=spec.get("log", False), **step)
             else:
                 params[name] = trial.suggest_categorical(key, [spec])
         return params
 
-    def training_params(self, trial) -> dict:
-        """The hp_space for Trainer.hyperparameter_search."""
-        return {k: v for k, v in self.suggest(trial).items() if k in self.training_keys}
 
-    def model_args(self, trial, model_args):
-        if trial is None:
-            return model_args
-        return dataclasses.replace(model_args, **{k: v for k, v in self.suggest(trial).items() if k in MODEL_KEYS})
-
-    def prepare(self, training_args):
-        """Trainer casts each suggested value to the type of the current one: make float fields floats,
-        or a warm-up ratio of 0.1 would become int(0.1) == 0."""
-        for name in self.training_keys:
-            spec = self.spec[name]
-            if isinstance(spec, dict) and isinstance(getattr(training_args, name), int) and not all(
-                    isinstance(spec[k], int) for k in ("low", "high")):
-                setattr(training_args, name, float(getattr(training_args, name)))
+def apply(cfg, params: dict, **training_changes):
+    """cfg with a trial's parameters: TrainingArguments values into cfg.training, the rest into cfg.model."""
+    training = {k: v for k, v in params.items() if k in TRAINING_KEYS}
+    model = {k: v for k, v in params.items() if k in MODEL_KEYS}
+    try:
+        training_args = dataclasses.replace(cfg.training, **training, **training_changes)
+    except ValueError as err:  # e.g. a searched value TrainingArguments refuses
+        raise UserError(f"search: the trial's settings {training}: {str(err).splitlines()[0]}") from None
+    return cfg._replace(model=dataclasses.replace(cfg.model, **model), training=training_args)
 
 
 def _check_spec(name, spec, source):
@@ -126,250 +131,292 @@ def _check_spec(name, spec, source):
             raise UserError(f"{source}: '{name}': need 0 < low < high for log, low < high otherwise")
 
 
-class SearchTrainerMixin:
-    """What a Trainer needs on top of transformers' search: a trial's objective is its best evaluation,
-    not its last; pruning is decided by the main process and obeyed by all (under accelerate launch every
-    rank trains the same trial); other ranks follow the main one's trials; one progress line per trial."""
+class Objective(NamedTuple):
+    metric: str  # eval_<name>, as the Trainer reports it
+    maximize: bool
 
-    search: "Search" = None
+    @classmethod
+    def from_args(cls, cfg):
+        if cfg.run.hpo_metric:
+            name = cfg.run.hpo_metric
+            maximize = not any(word in name for word in LOWER_IS_BETTER)
+        else:
+            name, maximize = cfg.training.metric_for_best_model, cfg.training.greater_is_better
+        return cls(name if name.startswith("eval_") else f"eval_{name}", maximize)
 
-    def train(self, resume_from_checkpoint=None, trial=None, **kwargs):
-        if trial is None or self.hp_search_backend is None:
-            return super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)
-        self.objective, started, outcome = None, time.time(), "failed"
+    def value(self, metrics: dict) -> float:
+        if self.metric not in metrics:
+            raise UserError(f"--hpo_metric: no '{self.metric}' among the evaluation results "
+                            f"({', '.join(sorted(metrics))})")
+        return metrics[self.metric]
+
+    def better(self, value, than) -> bool:
+        return than is None or (value > than if self.maximize else value < than)
+
+
+class TrialReporter(TrainerCallback):
+    """Reports each evaluation to the trial (the best so far: a trial's value is its best evaluation) and
+    stops training when the pruner says so. On every rank; only the main one holds the live trial, and its
+    decision is sent to the others, so all ranks stop at the same step."""
+
+    def __init__(self, objective: Objective, trial: Optional[optuna.Trial], world_size: int):
+        self.objective, self.trial, self.world_size = objective, trial, world_size
+        self.best, self.pruned = None, False
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if self.trial is not None and model is not None:
+            self.trial.set_user_attr("trainable_parameters", sum(p.numel() for p in model.parameters()
+                                                                 if p.requires_grad))
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.trial is not None:
+            self.trial.set_user_attr("epochs_trained", round(state.epoch or 0, 2))  # fewer when pruned
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        value = self.objective.value(metrics)
+        if self.objective.better(value, self.best):
+            self.best = value
+        prune = False
+        if self.trial is not None:
+            self.trial.report(self.best, state.global_step)
+            prune = self.trial.should_prune()
+        if self.world_size > 1:
+            prune = _broadcast(prune)
+        if prune:
+            self.pruned = control.should_training_stop = True
+
+
+class Outcome(NamedTuple):
+    """What the search leaves for the run: the best trial and its settings, and whether this worker trains it."""
+    best_trial: optuna.trial.FrozenTrial
+    best_cfg: object  # common.args.Config
+    train_best: bool
+
+
+class Search:
+    """The trials of one worker. train(trial_cfg, callbacks) is one ordinary training run."""
+
+    def __init__(self, cfg, train: Callable):
+        self.cfg, self.train, self.run_args = cfg, train, cfg.run
+        self.space, self.objective = SearchSpace.from_args(cfg), Objective.from_args(cfg)
+        self.output_dir, self.world_size = cfg.training.output_dir, cfg.training.world_size
+        self.main_process = cfg.training.process_index == 0
+        self.url = cfg.run.hpo_storage or f"sqlite:///{os.path.abspath(self.output_dir)}/hpo.db"
+        self.heartbeat = not _is_journal(self.url)  # RDB storages tell live trials from those of a dead worker
+        self.mine, self.started = set(), time.time()
+
+    # ---- the study ----
+    def open_study(self) -> optuna.Study:
+        """Create or load the study; a storage that cannot be reached stops here, before anything is written."""
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial comes from _trial_ended
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat, plots
+        if self.url.startswith("sqlite:///"):  # the default storage sits in output_dir
+            os.makedirs(os.path.dirname(os.path.abspath(self.url.removeprefix("sqlite:///"))), exist_ok=True)
+        pruners = {"median": optuna.pruners.MedianPruner, "hyperband": optuna.pruners.HyperbandPruner,
+                   "none": optuna.pruners.NopPruner}
+        for attempt in range(5):
+            try:
+                # Workers started together race to create the storage's tables and the study: retry.
+                study = optuna.create_study(
+                    storage=self._storage(), study_name=self.run_args.hpo_study_name, load_if_exists=True,
+                    direction="maximize" if self.objective.maximize else "minimize",
+                    pruner=pruners[self.run_args.hpo_pruner](),
+                    sampler=optuna.samplers.TPESampler(seed=self.run_args.hpo_seed))
+                break
+            except Exception as err:  # noqa: BLE001  (SQLAlchemy raises many kinds for a bad URL)
+                if attempt == 4 or _unreachable(err):
+                    raise UserError(f"--hpo_storage {_without_password(self.url)}: cannot open it "
+                                    f"({_first_line(err)})") from None
+                time.sleep(1 + attempt)
+        if self.heartbeat:
+            optuna.storages.fail_stale_trials(study)
+        self._check_same_space(study)
+        self.study = study
+        self.complete_at_start = self.counted() >= self.run_args.hpo_trials
+        return study
+
+    def _storage(self):
+        if not self.heartbeat:
+            from optuna.storages.journal import JournalFileBackend, JournalStorage
+            return JournalStorage(JournalFileBackend(self.url.removeprefix("journal:")))
+        interval = self.run_args.hpo_heartbeat_interval
+        # The heartbeat marks trials of a killed worker as failed (after 2 intervals) and queues their
+        # parameters again, so the study still ends with its trial count.
+        return optuna.storages.RDBStorage(
+            self.url, engine_kwargs={"connect_args": {"timeout": 60}} if self.url.startswith("sqlite") else None,
+            heartbeat_interval=interval, grace_period=2 * interval,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1))
+
+    def counted_states(self):
+        """Trials that count towards --hpo_trials: finished, pruned and, where a heartbeat can tell live
+        ones from those of a killed worker, running."""
+        return (*FINISHED, optuna.trial.TrialState.RUNNING) if self.heartbeat else FINISHED
+
+    def counted(self) -> int:
+        return len(self.study.get_trials(deepcopy=False, states=self.counted_states()))
+
+    def _check_same_space(self, study):
+        """A study resumed with another space would mix incomparable trials (and its best could not be trained)."""
+        finished = study.get_trials(deepcopy=False, states=FINISHED)
+        other = next((t for t in finished if not set(t.params) <= set(self.space.spec)), None)
+        if other is not None:
+            raise UserError(f"--hpo_study_name {study.study_name}: the study's trials searched "
+                            f"{sorted(other.params)}, this space searches {sorted(self.space.spec)}; choose a new "
+                            f"--hpo_study_name (or --hpo_storage) for a different space")
+
+    # ---- the loop ----
+    def run(self) -> Outcome:
+        """Run trials until the study has --hpo_trials of them, then write the reports. Every rank calls it
+        and gets the same outcome."""
+        if not self.main_process:
+            return self._follow()
+        wanted = self.run_args.hpo_trials
+        print(f"search: study '{self.study.study_name}' has {min(self.counted(), wanted)} of {wanted} trials; "
+              f"optimising {self.objective.metric} ({'max' if self.objective.maximize else 'min'})", flush=True)
+        while True:
+            if self.counted() < wanted and not self._timed_out():
+                self._optimize()
+            if not self.heartbeat or self._timed_out():
+                break
+            optuna.storages.fail_stale_trials(self.study)  # a dead worker's trial: failed, queued again
+            if self.counted() < wanted:
+                continue
+            if not self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+                break
+            time.sleep(min(self.run_args.hpo_heartbeat_interval, 5))  # other workers' last trials
+        if self.world_size > 1:
+            _broadcast(None)  # no more trials for the other ranks
+        decision = self._decide()
+        return self._outcome(*(_broadcast(decision) if self.world_size > 1 else decision))
+
+    def _optimize(self):
         try:
-            result = super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)
-            outcome = "finished"
-            return result
-        except optuna.TrialPruned:
-            outcome = "pruned"
-            raise
+            self.study.optimize(self._objective, timeout=self._time_left(), catch=(SurplusTrial,),
+                                callbacks=[self._stop_when_counted])
+        except ValueError as err:
+            if "Cannot tell a FAIL trial" not in str(err):
+                raise
+            # Another worker took this one for dead (its heartbeats came late) and queued its parameters
+            # again: the result is dropped, the retry trains them.
+            logger.warning("search: a trial of this worker was failed by another worker's heartbeat check; "
+                           "its parameters are retried (a longer --hpo_heartbeat_interval avoids this on a "
+                           "busy machine)")
+
+    def _objective(self, trial) -> float:
+        # Workers that finish at the same moment may both start one more trial; trial numbers are handed
+        # out atomically, so the later one knows it is surplus and is failed before any training.
+        earlier = [t for t in self.study.get_trials(deepcopy=False, states=self.counted_states())
+                   if t.number < trial.number]
+        if len(earlier) >= self.run_args.hpo_trials:
+            trial.set_user_attr("surplus", True)
+            self.study.stop()
+            raise SurplusTrial(f"the study had {self.run_args.hpo_trials} trials before this one")
+        params = self.space.suggest(trial)
+        self.mine.add(trial.number)
+        if self.world_size > 1:
+            _broadcast((trial.number, params))
+        return self._train_trial(trial.number, params, trial)
+
+    def _follow(self) -> Outcome:
+        """Ranks other than the main one: train each trial it sends, until it sends None; then its decision."""
+        while (sent := _broadcast(None)) is not None:
+            try:
+                self._train_trial(*sent, trial=None)
+            except optuna.TrialPruned:
+                pass
+        return self._outcome(*_broadcast(None))
+
+    def _train_trial(self, number, params, trial) -> float:
+        run_dir = os.path.join(self.output_dir, f"run-{number}")  # the trial's checkpoints, removed after it
+        reporter = TrialReporter(self.objective, trial, self.world_size)
+        started, outcome = time.time(), "failed"
+        try:
+            self.train(apply(self.cfg, params, output_dir=run_dir), [reporter])
+            outcome = "pruned" if reporter.pruned else "finished"
         except DivergedLoss as err:  # a diverging setting is a bad trial, not the end of the search
             outcome = f"pruned ({str(err).split(':')[0]})"
             raise optuna.TrialPruned() from err
-        except SurplusTrial:
-            outcome = "not run (the study has its trials)"
-            raise
         finally:
-            self.search.trial_ended(self, trial, outcome, time.time() - started)
-
-    def _report_to_hp_search(self, trial, step, metrics):
-        if self.hp_search_backend is None or trial is None:
-            return
-        value = self.compute_objective(metrics.copy())
-        if self.objective is None or (value > self.objective) == self.search.maximize:
-            self.objective = value
-        prune = False
-        if hasattr(trial, "study"):  # a live trial, on the main process; others hold a FixedTrial copy
-            trial.report(self.objective, step)
-            prune = trial.should_prune()
-        if self.args.world_size > 1:
-            prune = _broadcast(prune)
-        if prune:
-            self.callback_handler.on_train_end(self.args, self.state, self.control)
+            if self.main_process:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            gc.collect()  # the trial's model and optimizer, before the next trial builds its own
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            if trial is not None:
+                self._trial_ended(trial, outcome, reporter.best, time.time() - started)
+        if reporter.best is None:
+            raise UserError("search: a trial ended without an evaluation; evaluate during training "
+                            "(--eval_strategy epoch or steps)")
+        if reporter.pruned:
             raise optuna.TrialPruned()
+        return reporter.best
 
-    def follow_trials(self, search):
-        """Non-main ranks: train each trial the main process broadcasts, until it sends None."""
-        from accelerate.utils.memory import release_memory
-        from transformers.trainer_utils import HPSearchBackend
-        self.hp_search_backend, self.hp_space = HPSearchBackend.OPTUNA, search.space.training_params
-        self.compute_objective = search.objective
-        while (trial := _broadcast(None)) is not None:
-            try:
-                self.train(trial=trial)
-            except optuna.TrialPruned:
-                pass
-            self.model_wrapped, self.model = release_memory(self.model_wrapped, self.model)
-            self.accelerator.clear()
-        self.hp_search_backend = None
+    def _trial_ended(self, trial, outcome, best, seconds):
+        trial.set_user_attr("seconds", round(seconds, 1))
+        rss = _resident_memory_mb()
+        if rss is not None:
+            trial.set_user_attr("rss_mb", rss)
+        if torch.cuda.is_available():
+            trial.set_user_attr("cuda_allocated_mb", round(torch.cuda.memory_allocated() / 2 ** 20))
+        done, wanted = min(self.counted(), self.run_args.hpo_trials), self.run_args.hpo_trials
+        params = ", ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
+        value = "" if best is None else f" {self.objective.metric}={best:.4f}"
+        print(f"search: trial {trial.number} {outcome} in {seconds:.0f}s{value} | {params} [{done}/{wanted} trials]",
+              flush=True)
+
+    def _stop_when_counted(self, study, trial):
+        if self.counted() >= self.run_args.hpo_trials:
+            study.stop()  # the study has its trials (this one included): no worker starts another
+
+    def _time_left(self):
+        timeout = self.run_args.hpo_timeout
+        return None if timeout is None else max(timeout - (time.time() - self.started), 0)
+
+    def _timed_out(self):
+        return self._time_left() == 0
+
+    # ---- the end ----
+    def _decide(self):
+        """(best trial, whether this worker trains it), after writing the reports. Main process only."""
+        best = write_reports(self.study, self.objective, self.output_dir, time.time() - self.started)
+        last = max(t.number for t in self.study.get_trials(deepcopy=False, states=FINISHED))
+        # One worker trains the best: the one that ran the study's last trial, or one started on a study that
+        # already had its trials (a search continued where it ended, or grown).
+        chosen = last in self.mine or (not self.mine and self.complete_at_start)
+        trained_before = _trained_trial(self.output_dir)
+        if not chosen:
+            print(f"search: best trial {best.number} ({self.objective.metric}={best.value:.4f}); the worker that "
+                  f"ran trial {last} trains it", flush=True)
+        elif trained_before == best.number:
+            print(f"search: best trial {best.number} unchanged; the model in {self.output_dir} is kept", flush=True)
+        else:
+            changed = "" if trained_before is None else f", was trial {trained_before}"
+            print(f"search: best trial {best.number} ({self.objective.metric}={best.value:.4f}{changed}); "
+                  f"training it again", flush=True)
+        return best, chosen and trained_before != best.number
+
+    def _outcome(self, best, train_best) -> Outcome:
+        return Outcome(best, best_settings(self.cfg, self.space, best), train_best)
 
 
 class SurplusTrial(Exception):
     """A trial started by one worker while others had already started the study's last trials."""
 
 
-class Search:
-    def __init__(self, cfg, space: SearchSpace):
-        self.cfg, self.space, self.run_args = cfg, space, cfg.run
-        training = cfg.training
-        if cfg.run.hpo_metric:
-            name = cfg.run.hpo_metric
-            self.maximize = not any(word in name for word in ("loss", "error", "mse", "mae", "rmse", "perplexity"))
-        else:
-            name, self.maximize = training.metric_for_best_model, training.greater_is_better
-        self.metric = name if name.startswith("eval_") else f"eval_{name}"
-        self.started, self.heartbeat = time.time(), False
-
-    def objective(self, metrics: dict) -> float:
-        if self.metric not in metrics:
-            raise UserError(f"--hpo_metric: no '{self.metric}' among the evaluation results "
-                            f"({', '.join(sorted(metrics))})")
-        return metrics[self.metric]
-
-    def hp_space(self, trial) -> dict:
-        """The trial's TrainingArguments values, after making sure the trial belongs to the study's first
-        --hpo_trials (by number, which the storage hands out atomically). Workers that finish at the same
-        moment may both start one more trial; the later-numbered is failed as surplus before any training."""
-        if hasattr(trial, "study"):
-            earlier = [t for t in trial.study.get_trials(deepcopy=False, states=self.counted_states)
-                       if t.number < trial.number]
-            if len(earlier) >= self.run_args.hpo_trials:
-                trial.set_user_attr("surplus", True)
-                trial.study.stop()
-                raise SurplusTrial(f"the study had {self.run_args.hpo_trials} trials before this one")
-        return self.space.training_params(trial)
-
-    def model_init(self, make_model):
-        def model_init(trial=None):
-            model = make_model(self.space.model_args(trial, self.cfg.model))
-            if hasattr(trial, "study"):
-                trial.set_user_attr("trainable_parameters", sum(p.numel() for p in model.parameters()
-                                                                 if p.requires_grad))
-            return model
-        return model_init
-
-    # ---- storage and study ----
-    def storage(self):
-        url = self.run_args.hpo_storage or f"sqlite:///{os.path.abspath(self.cfg.training.output_dir)}/hpo.db"
-        self.heartbeat = not (url.startswith("journal:") or url.endswith((".log", ".journal")))
-        if not self.heartbeat:
-            from optuna.storages.journal import JournalFileBackend, JournalStorage
-            return JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
-        interval = self.run_args.hpo_heartbeat_interval
-        for attempt in range(5):
-            try:
-                # The heartbeat marks trials of a killed worker as failed (after 2 intervals) and queues
-                # their parameters again, so a resumed or parallel search still ends with its trial count.
-                return optuna.storages.RDBStorage(
-                    url, engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
-                    heartbeat_interval=interval, grace_period=2 * interval,
-                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1))
-            except Exception as err:  # noqa: BLE001  (SQLAlchemy raises many kinds for a bad URL)
-                if attempt < 4:  # e.g. another worker is creating the same new storage's tables
-                    time.sleep(1 + attempt)
-                    continue
-                raise UserError(f"--hpo_storage {_without_password(url)}: cannot open it "
-                                f"({str(err).splitlines()[0]})") from None
-
-    def study_kwargs(self, storage) -> dict:
-        pruners = {"median": optuna.pruners.MedianPruner, "hyperband": optuna.pruners.HyperbandPruner,
-                   "none": optuna.pruners.NopPruner}
-        return dict(storage=storage, study_name=self.run_args.hpo_study_name, load_if_exists=True,
-                    pruner=pruners[self.run_args.hpo_pruner](),
-                    sampler=optuna.samplers.TPESampler(seed=self.run_args.hpo_seed))
-
-    @property
-    def counted_states(self):
-        """Trials that count towards --hpo_trials: finished, pruned and, where a heartbeat can tell live
-        ones from those of a killed worker, running."""
-        return COUNTED if self.heartbeat else COUNTED[:2]
-
-    def counted(self, study) -> int:
-        return len(study.get_trials(deepcopy=False, states=self.counted_states))
-
-    # ---- per trial ----
-    def trial_ended(self, trainer, trial, outcome, seconds):
-        if trainer.is_world_process_zero():
-            run_dir = os.path.join(trainer.args.output_dir, f"run-{trial.number}")
-            shutil.rmtree(run_dir, ignore_errors=True)  # a trial's checkpoints; the best is trained again
-        if not hasattr(trial, "study"):
-            return
-        trial.set_user_attr("seconds", round(seconds, 1))
-        trial.set_user_attr("epochs_trained", round(trainer.state.epoch or 0, 2))  # less when pruned
-        rss = _resident_memory_mb()
-        if rss is not None:
-            trial.set_user_attr("rss_mb", rss)
-        if torch.cuda.is_available():
-            trial.set_user_attr("cuda_allocated_mb", round(torch.cuda.memory_allocated() / 2 ** 20))
-        done = self.counted(trial.study)
-        if done >= self.run_args.hpo_trials:
-            trial.study.stop()  # the study has its trials (this one included): no worker starts another
-        params = ", ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
-        value = "" if trainer.objective is None else f" {self.metric}={trainer.objective:.4f}"
-        print(f"search: trial {trial.number} {outcome} in {seconds:.0f}s{value} | {params} "
-              f"[{min(done, self.run_args.hpo_trials)}/{self.run_args.hpo_trials} trials]", flush=True)
+def best_settings(cfg, space, trial):
+    """cfg with the best trial's settings and no search: what the final run trains and run_config.yaml
+    records. The trial's value is its best evaluation, so the final run keeps its best checkpoint too."""
+    best = apply(cfg, space.suggest(optuna.trial.FixedTrial(trial.params, trial.number)))
+    training = dataclasses.replace(best.training, load_best_model_at_end=True,
+                                   save_strategy=best.training.eval_strategy.value,
+                                   save_steps=best.training.eval_steps,
+                                   save_total_limit=best.training.save_total_limit or 1)
+    return best._replace(training=training, run=dataclasses.replace(cfg.run, hpo_trials=0))
 
 
-def run(trainer, cfg) -> Optional[optuna.trial.FixedTrial]:
-    """The trials, then the reports. Returns the best trial's parameters for the final training, or None
-    when other workers are still running trials (the last one to finish trains the best)."""
-    search = trainer.search
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial comes from trial_ended
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat, plots
-    search.space.prepare(trainer.args)
-    if trainer.args.process_index != 0:
-        trainer.follow_trials(search)
-        fixed = _broadcast(None)
-        if fixed is not None:
-            _train_best_next(trainer, search)
-        return fixed
-    storage = search.storage()
-    study = optuna.create_study(direction="maximize" if search.maximize else "minimize",
-                                **search.study_kwargs(storage))
-    if search.heartbeat:
-        optuna.storages.fail_stale_trials(study)
-    _check_same_space(study, search.space)
-    remaining = cfg.run.hpo_trials - search.counted(study)
-    print(f"search: study '{study.study_name}' has {cfg.run.hpo_trials - max(remaining, 0)} of "
-          f"{cfg.run.hpo_trials} trials; optimising {search.metric} ({'max' if search.maximize else 'min'})",
-          flush=True)
-    if remaining > 0:
-        try:
-            trainer.hyperparameter_search(
-                hp_space=search.hp_space, compute_objective=search.objective, n_trials=remaining,
-                direction=study.direction.name.lower(), backend="optuna", timeout=cfg.run.hpo_timeout,
-                gc_after_trial=True, catch=(SurplusTrial,), **search.study_kwargs(storage))
-        except ValueError:  # transformers reads study.best_trial, which raises when no trial finished
-            if study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-                raise  # _report below says so in one line
-    if trainer.args.world_size > 1:
-        _broadcast(None)  # the search is over for the ranks following this one
-    best = _report(study, search, cfg.training.output_dir)
-    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-    if running and search.heartbeat:
-        print(f"search: {len(running)} trial(s) still running in other workers; the last one to finish "
-              f"trains the best model", flush=True)
-        best = None
-    else:
-        print(f"search: best trial {best.number} ({search.metric}={best.value:.4f}); training it again", flush=True)
-    fixed = None if best is None else optuna.trial.FixedTrial(best.params, best.number)
-    fixed = _broadcast(fixed) if trainer.args.world_size > 1 else fixed
-    if fixed is not None:
-        _train_best_next(trainer, search)
-    return fixed
-
-
-def _train_best_next(trainer, search):
-    """trainer.train(trial=<the best, fixed>) then applies its parameters through transformers' own
-    machinery (training arguments, batch size, model_init); its checkpoints go to output_dir itself."""
-    from transformers.trainer_utils import HPSearchBackend, SaveStrategy
-    trainer.hp_search_backend, trainer.hp_space = HPSearchBackend.OPTUNA, search.space.training_params
-    trainer.compute_objective, trainer.hp_name = search.objective, lambda trial: ""
-    # The trial's value is its best evaluation: keep that model from the final run too, not the last one.
-    args = trainer.args
-    args.load_best_model_at_end, args.save_strategy = True, SaveStrategy(args.eval_strategy.value)
-    args.save_steps, args.save_total_limit = args.eval_steps, args.save_total_limit or 1
-
-
-def best_settings(cfg, trial):
-    """cfg as trained with the best trial (its training values are already in cfg.training, which is the
-    Trainer's args) and without a search: what run_config.yaml records for training it again."""
-    model = dataclasses.replace(cfg.model, **{k: v for k, v in trial.params.items() if k in MODEL_KEYS})
-    return cfg._replace(model=model, run=dataclasses.replace(cfg.run, hpo_trials=0))
-
-
-def _check_same_space(study, space):
-    """A study resumed with another space would mix incomparable trials (and its best could not be trained)."""
-    finished = study.get_trials(deepcopy=False, states=COUNTED[:2])
-    other = next((t for t in finished if not set(t.params) <= set(space.spec)), None)
-    if other is not None:
-        raise UserError(f"--hpo_study_name {study.study_name}: the study's trials searched "
-                        f"{sorted(other.params)}, this space searches {sorted(space.spec)}; choose a new "
-                        f"--hpo_study_name (or --hpo_storage) for a different space")
-
-
-def _report(study, search, output_dir):
+def write_reports(study, objective, output_dir, seconds) -> optuna.trial.FrozenTrial:
+    """trials.csv, best_run.json and the plots, from the study as it is now; returns the best trial."""
+    os.makedirs(output_dir, exist_ok=True)
     frame = study.trials_dataframe(attrs=("number", "state", "value", "params", "user_attrs", "duration"))
     artifacts.write_text(os.path.join(output_dir, TRIALS), frame.to_csv(index=False))
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
@@ -379,10 +426,10 @@ def _report(study, search, output_dir):
     best = study.best_trial
     states = [t.state.name.lower() for t in study.get_trials(deepcopy=False)]
     artifacts.write_json(os.path.join(output_dir, BEST_RUN), {
-        "trial": best.number, "metric": search.metric, "value": best.value,
-        "direction": "maximize" if search.maximize else "minimize", "params": best.params,
+        "trial": best.number, "metric": objective.metric, "value": best.value,
+        "direction": "maximize" if objective.maximize else "minimize", "params": best.params,
         "trials": {state: states.count(state) for state in sorted(set(states))},
-        "study_name": study.study_name, "search_seconds": round(time.time() - search.started, 1)})
+        "study_name": study.study_name, "search_seconds": round(seconds, 1)})
     _plot(study, output_dir)
     return best
 
@@ -399,13 +446,32 @@ def _plot(study, output_dir):
             artifacts.save_figure(axes.figure, os.path.join(output_dir, name))
             plt.close(axes.figure)
         except (ValueError, RuntimeError) as err:  # e.g. importances need two finished trials
-            logger.warning("search: no %s (%s)", name, str(err).splitlines()[0])
+            logger.warning("search: no %s (%s)", name, _first_line(err))
+
+
+def _trained_trial(output_dir) -> Optional[int]:
+    """The trial whose settings output_dir's finished model was trained with, if any."""
+    try:
+        with open(os.path.join(output_dir, FINISHED_MARKER)) as fh:
+            return json.load(fh).get("hpo_best_trial")
+    except (OSError, ValueError):
+        return None
 
 
 def _broadcast(value):
-    box = [value]
-    torch.distributed.broadcast_object_list(box, src=0)
-    return box[0]
+    from accelerate.utils import broadcast_object_list
+    return broadcast_object_list([value], from_process=0)[0]
+
+
+def _is_journal(url):
+    return url.startswith("journal:") or url.endswith((".log", ".journal"))
+
+
+def _unreachable(err) -> bool:
+    """Errors a retry cannot fix: a wrong password, an unknown host or database, a missing driver."""
+    text = str(err).lower()
+    return any(word in text for word in ("password", "does not exist", "could not translate host", "resolve",
+                                         "no such host", "import", "connection refused", "name or service"))
 
 
 def _resident_memory_mb():
@@ -416,10 +482,13 @@ def _resident_memory_mb():
         return None
 
 
+def _first_line(err):
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
 def _short(value):
     return f"{value:.3g}" if isinstance(value, float) else value
 
 
 def _without_password(url):
-    import re
     return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)

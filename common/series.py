@@ -316,7 +316,7 @@ def default_patch_length(length) -> int:
 
 
 def model_factory(config, pretrained=None):
-    """make_model(model_args) for training.build_trainer: a new PatchTSTForClassification, or one whose
+    """make_model(model_args) for training.TrainerFactory: a new PatchTSTForClassification, or one whose
     backbone (`model.*`) comes from a checkpoint (`pretrained`, else --model_name_or_path), pre-trained or
     fine-tuned; the head starts fresh when its shape differs. Then --freeze_encoder (a linear probe) or --lora
     on the attention and MLP projections."""

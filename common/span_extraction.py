@@ -173,29 +173,23 @@ def extract_answers(predictions, windows, contexts, ids, n_best_size=20, max_ans
 
 def answer(model_dir, questions, contexts, max_seq_length=384, doc_stride=128, batch_size=32, **options):
     """Answer questions with a trained output directory, exactly as evaluation does: same windows, same
-    span search. transformers 5 removed pipeline("question-answering"); this takes its place.
+    span search. transformers 5 removed pipeline("question-answering"); this takes its place. model_dir may
+    also be an ONNX export of one (python -m common.export).
     options: n_best_size, max_answer_length, version_2, null_score_diff_threshold. Returns the texts."""
     import datasets
-    import torch
-    from transformers import AutoModelForQuestionAnswering, AutoTokenizer, DataCollatorWithPadding
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+    from common import inference
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForQuestionAnswering.from_pretrained(model_dir).eval()
+    model = inference.load(model_dir, AutoModelForQuestionAnswering)
     examples = datasets.Dataset.from_dict({"question": list(questions), "context": list(contexts)})
     windows = examples.map(window_encoder(tokenizer, "question", "context", None, max_seq_length, doc_stride),
                            batched=True, with_indices=True, remove_columns=examples.column_names)
     inputs = windows.remove_columns(["example_index", "offset_mapping", "cls_index"])
-    collate, width = DataCollatorWithPadding(tokenizer), max(len(ids) for ids in inputs["input_ids"])
-    starts, ends = [], []
-    with torch.no_grad():
-        for i in range(0, len(inputs), batch_size):
-            batch = collate([inputs[j] for j in range(i, min(i + batch_size, len(inputs)))])
-            out = model(**batch)
-            pad = width - out.start_logits.shape[1]  # same layout as the Trainer's gathered logits
-            starts.append(torch.nn.functional.pad(out.start_logits, (0, pad), value=-100))
-            ends.append(torch.nn.functional.pad(out.end_logits, (0, pad), value=-100))
+    logits = inference.batched_outputs(model, tokenizer, inputs, ("start_logits", "end_logits"), per_token=True,
+                                       batch_size=batch_size)
     ids = [str(i) for i in range(len(examples))]
-    texts, _, _ = extract_answers((torch.cat(starts).numpy(), torch.cat(ends).numpy()), windows,
-                                  examples["context"], ids, **options)
+    texts, _, _ = extract_answers(logits, windows, examples["context"], ids, **options)
     return [texts[i] for i in ids]
 
 

@@ -1,25 +1,14 @@
-"""SQuAD answers and the official SQuAD v1.1 / v2.0 metrics, implemented here (the Hub's "squad" metric
-module for `evaluate` downloads its script and fails offline).
-
-Semantics follow the official evaluation scripts: answers are normalised (lower case, no punctuation,
-no articles a/an/the, single spaces), each prediction scores the maximum over its gold answers, and
-EM/F1 are percentages. v2.0: a question without gold answers is answered correctly only by "", and
-the best no-answer threshold is searched on the null odds (null score minus best span score).
+"""SQuAD answers: their shapes, checks, and the official SQuAD v1.1 / v2.0 metrics, which live in the local
+evaluate module common/metric_modules/squad (the official scripts' semantics; nothing downloaded).
 """
-import collections
 import json
 import logging
-import re
-import string
 
-import numpy as np
-
+from common import metrics
 from common.errors import UserError
+from common.metric_modules.squad.squad import exact_match, f1, normalize_answer  # noqa: F401 (per-answer scores)
 
 logger = logging.getLogger(__name__)
-
-_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
-_PUNCTUATION = set(string.punctuation)
 
 
 def answers_of(value):
@@ -43,6 +32,25 @@ def answers_of(value):
             raise ValueError(f"{len(texts)} texts but {len(starts)} answer_start values")
         return list(texts), [int(s) for s in starts]
     raise ValueError(f"unsupported answer value {value!r}")
+
+
+def detect_columns(raw, data_args):
+    """(question, context, answers): the flags' columns, else found as run_qa finds them: `question`, `context`
+    and `answers` if present, else the first, second and third columns. Logged, and written back so
+    run_config.yaml records them."""
+    split, ds = next(iter(raw.splits.items()))
+    columns = ds.column_names
+    flags = ("question_column_name", "context_column_name", "answer_column_name")
+    chosen = []
+    for position, (flag, default) in enumerate(zip(flags, ("question", "context", "answers"))):
+        given = getattr(data_args, flag)
+        chosen.append(given or (default if default in columns or position >= len(columns) else columns[position]))
+    if [getattr(data_args, f) for f in flags] != chosen:
+        logger.warning("question, context and answers in columns %s (found in %s; --question_column_name, "
+                       "--context_column_name and --answer_column_name set them)", ", ".join(chosen), raw.sources[split])
+    for flag, column in zip(flags, chosen):
+        setattr(data_args, flag, column)
+    return chosen
 
 
 def example_ids(ds) -> list:
@@ -101,65 +109,12 @@ def drop_mismatched_answers(raw, context_column, answer_column, train_split="tra
             raw.splits[split] = ds.select([i for i in range(len(ds)) if i not in bad_set])
 
 
-def normalize_answer(text: str) -> str:
-    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
-    return " ".join(_ARTICLES.sub(" ", text).split())
-
-
-def exact_match(prediction: str, gold: str) -> int:
-    return int(normalize_answer(prediction) == normalize_answer(gold))
-
-
-def f1(prediction: str, gold: str) -> float:
-    pred_tokens, gold_tokens = normalize_answer(prediction).split(), normalize_answer(gold).split()
-    if not pred_tokens or not gold_tokens:  # v2.0: "no answer" agrees only with "no answer"
-        return float(pred_tokens == gold_tokens)
-    common = collections.Counter(pred_tokens) & collections.Counter(gold_tokens)
-    same = sum(common.values())
-    if same == 0:
-        return 0.0
-    precision, recall = same / len(pred_tokens), same / len(gold_tokens)
-    return 2 * precision * recall / (precision + recall)
-
-
 def score(predictions: dict, golds: dict, null_odds: dict = None) -> dict:
     """predictions: id -> text; golds: id -> list of gold texts ([] for unanswerable). With null_odds
-    (id -> null score minus best span score, v2.0): HasAns/NoAns splits and the best thresholds."""
-    exact, f1s = {}, {}
-    for qid, golds_of_q in golds.items():
-        golds_of_q = [g for g in golds_of_q if normalize_answer(g)] or [""]
-        exact[qid] = max(exact_match(predictions[qid], g) for g in golds_of_q)
-        f1s[qid] = max(f1(predictions[qid], g) for g in golds_of_q)
-    out = {"exact_match": _percent(exact.values()), "f1": _percent(f1s.values())}
-    if null_odds is None:
-        return out
-    has_answer = {qid: any(normalize_answer(g) for g in g_list) for qid, g_list in golds.items()}
-    for name, wanted in (("HasAns", True), ("NoAns", False)):
-        ids = [qid for qid in golds if has_answer[qid] == wanted]
-        out.update({f"{name}_exact": _percent(exact[q] for q in ids), f"{name}_f1": _percent(f1s[q] for q in ids),
-                    f"{name}_total": len(ids)})
-    for name, raw_scores in (("exact", exact), ("f1", f1s)):
-        best, threshold = best_threshold(predictions, raw_scores, null_odds, has_answer)
-        out.update({f"best_{name}": best, f"best_{name}_thresh": threshold})
-    return out
-
-
-def best_threshold(predictions, raw_scores, null_odds, has_answer):
-    """The official script's search: sweep the no-answer threshold over the observed null odds, in
-    increasing order; every question above the threshold answers "" instead."""
-    ids = sorted(raw_scores, key=lambda q: null_odds[q])
-    current = best = sum(not has_answer[q] for q in ids)  # as if every question answered ""
-    threshold = 0.0
-    for qid in ids:  # raising the threshold past this question makes it answer with its span
-        if has_answer[qid]:
-            current += raw_scores[qid]
-        elif predictions[qid]:
-            current -= 1
-        if current > best:
-            best, threshold = current, null_odds[qid]
-    return 100.0 * best / max(len(ids), 1), float(threshold)
-
-
-def _percent(values) -> float:
-    values = list(values)
-    return 100.0 * float(np.mean(values)) if values else 0.0
+    (id -> null score minus best span score, v2.0): HasAns/NoAns splits and the best thresholds. Computed by
+    the evaluate module common/metric_modules/squad, in the inputs of the Hub's squad / squad_v2 metrics."""
+    rows = [{"id": qid, "prediction_text": text, "no_answer_probability": None if null_odds is None else null_odds[qid]}
+            for qid, text in predictions.items()]
+    references = [{"id": qid, "answers": {"text": texts, "answer_start": [0] * len(texts)}}
+                  for qid, texts in golds.items()]
+    return metrics.load("squad").compute(predictions=rows, references=references)

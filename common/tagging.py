@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from datasets import ClassLabel, List, Sequence
 
-from common import artifacts, labels, reports
-from common.data import TEST
+from common import artifacts, labels, metrics, reports
+from common.data import TEST, ConllColumns
 from common.errors import UserError
 from common.labels import SINGLE
 
@@ -157,6 +157,33 @@ def _invalid_bioes(tags):
     return invalid
 
 
+def conll_columns(data_args):
+    """How CoNLL files become columns: named by --text_column_name/--label_column_name, else run_ner's defaults."""
+    return ConllColumns(data_args.text_column_name or "tokens", data_args.label_column_name or default_tags(data_args),
+                        data_args.conll_tag_index)
+
+
+def default_tags(data_args):
+    return f"{data_args.task_name.lower()}_tags"
+
+
+def detect_columns(raw, data_args):
+    """(words, tags): the flags' columns, else found as run_ner finds them: `tokens` if present, else the first
+    column; `<task_name>_tags` if present, else the second. By position, list-valued columns come first (an id
+    column is not a sentence). Logged, and written back so run_config.yaml records them."""
+    split, ds = next(iter(raw.splits.items()))
+    columns, tag_column = ds.column_names, default_tags(data_args)
+    lists = [c for c, f in ds.features.items() if isinstance(f, (List, Sequence))] or columns
+    words = data_args.text_column_name or ("tokens" if "tokens" in columns else lists[0])
+    others = [c for c in lists if c != words]
+    tags = data_args.label_column_name or (tag_column if tag_column in columns else others[0] if others else tag_column)
+    if (data_args.text_column_name, data_args.label_column_name) != (words, tags):
+        logger.warning("words in column '%s', tags in column '%s' (found in %s; --text_column_name and "
+                       "--label_column_name set them)", words, tags, raw.sources[split])
+    data_args.text_column_name, data_args.label_column_name = words, tags
+    return words, tags
+
+
 def check_rows(raw, words_column, tags_column):
     """Each row: a list of words (strings) and, where tags are given, exactly one tag per word."""
     for split, ds in raw.splits.items():
@@ -249,31 +276,22 @@ def gold_from_windows(windows):
 
 def entity_scores(gold, predicted, scheme="IOB2") -> dict:
     """Entity-level precision/recall/F1 (seqeval, strict: an entity counts only if its span and type match
-    exactly and it is well-formed in the scheme), overall and per type, plus word-level tag accuracy."""
-    from seqeval.metrics import classification_report
-    from seqeval.scheme import IOB2, IOBES
-    report = classification_report(gold, predicted, mode="strict", scheme=IOBES if scheme == "BIOES" else IOB2,
-                                   output_dict=True, zero_division=0)
-    pairs = [(g, p) for gs, ps in zip(gold, predicted) for g, p in zip(gs, ps)]
-    micro = report.get("micro avg", {"precision": 0.0, "recall": 0.0, "f1-score": 0.0})
-    out = {"precision": micro["precision"], "recall": micro["recall"], "f1": micro["f1-score"],
-           "accuracy": sum(g == p for g, p in pairs) / max(len(pairs), 1)}
-    for kind, scores in report.items():
-        if not kind.endswith(" avg"):
-            out.update({f"{kind}_precision": scores["precision"], f"{kind}_recall": scores["recall"],
-                        f"{kind}_f1": scores["f1-score"], f"{kind}_support": scores["support"]})
-    return {k: float(v) for k, v in out.items()}
+    exactly and it is well-formed in the scheme), overall and per type, plus word-level tag accuracy: the
+    evaluate module common/metric_modules/seqeval_entities."""
+    return metrics.load("seqeval_entities").compute(predictions=predicted, references=gold, scheme=scheme)
 
 
 def _names(tag_set, ids):
     return [[tag_set.names[i] if i >= 0 else "O" for i in sentence] for sentence in ids]
 
 
-def metrics_for(tag_set):
-    """A compute_metrics(eval_prediction, dataset) for Trainer: scores words, never sub-tokens."""
+def metrics_for(tag_set, per_type=True):
+    """A compute_metrics(eval_prediction, dataset) for Trainer: scores words, never sub-tokens.
+    per_type False (run_ner's --return_entity_level_metrics false): the overall scores only."""
     def compute(eval_prediction, windows):
         predicted = words_from_windows(_token_ids(eval_prediction.predictions), windows)
-        return entity_scores(_names(tag_set, gold_from_windows(windows)), _names(tag_set, predicted), tag_set.scheme)
+        scores = entity_scores(_names(tag_set, gold_from_windows(windows)), _names(tag_set, predicted), tag_set.scheme)
+        return scores if per_type else {k: scores[k] for k in ("precision", "recall", "f1", "accuracy")}
     return compute
 
 

@@ -5,9 +5,10 @@ import json
 import logging
 import math
 import os
+from typing import Callable, Optional
 
 from torch.utils.data import SequentialSampler
-from transformers import EarlyStoppingCallback, Trainer
+from transformers import EarlyStoppingCallback, Trainer, set_seed
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy, number_of_arguments
 
 from common import args as arguments
@@ -78,36 +79,39 @@ class RecipeTrainer(Trainer):
                                  json.dumps(dataclasses.asdict(self.state), indent=2, sort_keys=True) + "\n")
 
 
-def build_trainer(cfg, make_model, tokenizer, encoded, collator, compute_metrics, main_metric, compute_loss_func=None):
-    """make_model(model_args) -> model: called once, or once per trial under --hpo_trials (with that trial's
-    LoRA / freezing choices in model_args). main_metric: (name, greater_is_better), the default for
-    best-checkpoint selection, early stopping and the search objective.
-    compute_metrics(eval_prediction) or compute_metrics(eval_prediction, dataset): the second form also
-    receives the encoded dataset being scored (its columns are all there, unused ones included)."""
-    eval_names = data.eval_names(encoded)
-    learning_rates.check_flags(cfg.run)
-    _configure_model_selection(cfg, main_metric, has_eval=bool(eval_names))
-    train = _training_split(cfg, encoded, compute_loss_func)
-    callbacks = [EarlyStoppingCallback(cfg.run.early_stopping_patience)] if cfg.run.early_stopping_patience else []
-    callbacks += stalled_loss.callbacks_for(cfg.model)  # one line if a LoRA/frozen run hardly learned
-    if compute_metrics is not None and number_of_arguments(compute_metrics) == 2:
-        compute_metrics = _with_scored_dataset(compute_metrics)
-    if cfg.run.hpo_trials:  # a search builds a model per trial: the Trainer gets model_init
-        searcher = _start_search(cfg, has_eval=bool(eval_names))
-        trainer_class, model = SearchTrainer, dict(model_init=searcher.model_init(make_model))
-    else:
-        trainer_class, model = RecipeTrainer, dict(model=make_model(cfg.model))
-    trainer = trainer_class(
-        **model, args=cfg.training, processing_class=tokenizer, data_collator=collator,
-        train_dataset=train,
-        eval_dataset=encoded[eval_names[0]] if eval_names else None,  # the first set picks checkpoints
-        compute_metrics=compute_metrics, compute_loss_func=compute_loss_func, callbacks=callbacks)
-    trainer.run_args = cfg.run
-    if isinstance(compute_metrics, _with_scored_dataset):
-        compute_metrics.trainer = trainer
-    if cfg.run.hpo_trials:
-        trainer.search = searcher
-    return trainer
+@dataclasses.dataclass
+class TrainerFactory:
+    """What a recipe's Trainer is made of, all but its settings: run() builds one for the run, or one per
+    trial under --hpo_trials. make_model(model_args) -> model (a trial may change LoRA or freezing choices).
+    main_metric: (name, greater_is_better), the default for best-checkpoint selection, early stopping and
+    the search objective. compute_metrics(eval_prediction) or compute_metrics(eval_prediction, dataset): the
+    second form also receives the encoded dataset being scored (its columns are all there, unused ones included)."""
+    make_model: Callable
+    tokenizer: object
+    encoded: object
+    collator: Callable
+    compute_metrics: Optional[Callable]
+    main_metric: tuple
+    compute_loss_func: Optional[Callable] = None
+
+    def build(self, cfg, callbacks=()) -> "RecipeTrainer":
+        eval_names = data.eval_names(self.encoded)
+        compute_metrics = self.compute_metrics
+        if compute_metrics is not None and number_of_arguments(compute_metrics) == 2:
+            compute_metrics = _with_scored_dataset(compute_metrics)
+        if cfg.run.early_stopping_patience:
+            callbacks = [*callbacks, EarlyStoppingCallback(cfg.run.early_stopping_patience)]
+        callbacks = [*callbacks, *stalled_loss.callbacks_for(cfg.model)]  # one line if LoRA/frozen hardly learned
+        set_seed(cfg.training.seed)  # the new head starts the same in every run: a trial and its retraining alike
+        trainer = RecipeTrainer(
+            model=self.make_model(cfg.model), args=cfg.training, processing_class=self.tokenizer,
+            data_collator=self.collator, train_dataset=_training_split(cfg, self.encoded, self.compute_loss_func),
+            eval_dataset=self.encoded[eval_names[0]] if eval_names else None,  # the first set picks checkpoints
+            compute_metrics=compute_metrics, compute_loss_func=self.compute_loss_func, callbacks=list(callbacks))
+        trainer.run_args = cfg.run
+        if isinstance(compute_metrics, _with_scored_dataset):
+            compute_metrics.trainer = trainer
+        return trainer
 
 
 def _training_split(cfg, encoded, compute_loss_func):
@@ -126,18 +130,20 @@ def _training_split(cfg, encoded, compute_loss_func):
     return imbalance.oversampled(encoded[TRAIN], label_column, cfg.training.seed)
 
 
-class SearchTrainer(search.SearchTrainerMixin, RecipeTrainer):
-    pass
-
-
-def _start_search(cfg, has_eval):
-    """Checked before anything is written: a search needs training, evaluations during it, a valid space."""
+def _check_search(cfg, has_eval):
+    """A search needs training and an evaluation set; without an evaluation strategy it evaluates every
+    epoch. Returns cfg, with that strategy where it was not given."""
     if cfg.run.hpo_trials < 0:
         raise UserError(f"--hpo_trials {cfg.run.hpo_trials}: give a number of trials (0: no search)")
-    if not cfg.training.do_train or not has_eval or cfg.training.eval_strategy == IntervalStrategy.NO:
-        raise UserError("--hpo_trials needs --do_train, an evaluation set (--validation_file) and evaluations "
-                        "during training (--eval_strategy epoch or steps)")
-    return search.Search(cfg, search.SearchSpace.from_args(cfg))
+    if not cfg.training.do_train or not has_eval:
+        raise UserError("--hpo_trials needs --do_train and an evaluation set (--validation_file, or "
+                        "--validation_split_percentage to hold out part of train)")
+    if cfg.training.eval_strategy != IntervalStrategy.NO:
+        return cfg
+    if "eval_strategy" in cfg.run.given:
+        raise UserError("--hpo_trials needs evaluations during training: --eval_strategy epoch or steps, not no")
+    logger.warning("search: no --eval_strategy given; each trial evaluates every epoch")
+    return cfg._replace(training=dataclasses.replace(cfg.training, eval_strategy="epoch"))
 
 
 class _with_scored_dataset:
@@ -148,8 +154,33 @@ class _with_scored_dataset:
         return self.compute_metrics(eval_prediction, self.trainer.scored_dataset)
 
 
-def run(trainer, cfg, raw, encoded, write_predictions=None):
-    """write_predictions(split, prediction_output, raw_split, output_dir) writes a split's prediction files."""
+def run(trainers: TrainerFactory, cfg, raw, encoded, write_predictions=None):
+    """Train (or search, then train the best) → save → evaluate each evaluation set → predict → write
+    artifacts. write_predictions(split, prediction_output, raw_split, output_dir) writes a split's files.
+    Everything is checked before anything is written."""
+    has_eval = bool(data.eval_names(encoded))
+    learning_rates.check_flags(cfg.run)
+    _configure_model_selection(cfg, trainers.main_metric, has_eval)
+    _training_split(cfg, encoded, trainers.compute_loss_func)  # its flag checks
+    search_results = {}
+    if cfg.run.hpo_trials:
+        cfg = _check_search(cfg, has_eval)
+        searcher = search.Search(cfg, train=lambda trial_cfg, callbacks: trainers.build(trial_cfg, callbacks).train())
+        if searcher.main_process:
+            searcher.open_study()  # a storage that cannot be reached stops the run here
+            os.makedirs(cfg.training.output_dir, exist_ok=True)
+            if not os.path.exists(os.path.join(cfg.training.output_dir, arguments.FINISHED_MARKER)):
+                arguments.save_resolved(cfg, cfg.training.output_dir)  # the search's own settings, meanwhile
+        outcome = searcher.run()
+        if not outcome.train_best:
+            return
+        cfg, search_results = outcome.best_cfg, dict(hpo_best_trial=outcome.best_trial.number,
+                                                      hpo_trials=cfg.run.hpo_trials)
+    run_once(trainers.build(cfg), cfg, raw, encoded, write_predictions, search_results)
+
+
+def run_once(trainer, cfg, raw, encoded, write_predictions=None, search_results=None):
+    """One training run with cfg's settings; search_results (the best trial's number) go into all_results.json."""
     training = cfg.training
     main_process = trainer.is_world_process_zero()
     finished_marker = os.path.join(training.output_dir, arguments.FINISHED_MARKER)
@@ -158,16 +189,9 @@ def run(trainer, cfg, raw, encoded, write_predictions=None):
         if os.path.exists(finished_marker):  # --overwrite_output_dir: a crash must not leave the old marker
             os.remove(finished_marker)
         arguments.save_resolved(cfg, training.output_dir)
-    all_results, best_trial = {}, None
-    if cfg.run.hpo_trials and training.do_train:
-        best_trial = search.run(trainer, cfg)
-        if best_trial is None:
-            return  # other workers are still running trials; the last to finish trains the best
-        all_results.update(hpo_best_trial=best_trial.number, hpo_trials=cfg.run.hpo_trials)
+    all_results = dict(search_results or {})
     if training.do_train:
-        result = trainer.train(resume_from_checkpoint=training.resume_from_checkpoint, trial=best_trial)
-        if best_trial is not None and main_process:  # a config that trains the best again, no search
-            arguments.save_resolved(search.best_settings(cfg, best_trial), training.output_dir)
+        result = trainer.train(resume_from_checkpoint=training.resume_from_checkpoint)
         save_model(trainer)
         metrics = {**result.metrics, "train_samples": len(trainer.train_dataset)}
         trainer.log_metrics("train", metrics)

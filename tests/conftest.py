@@ -12,8 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT))
 
-OFFLINE_ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-               "PYTHONPATH": ""}
+OFFLINE_ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_EVALUATE_OFFLINE": "1",
+               "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": ""}
 
 
 def run_recipe(task, *args, check=True, launcher=None):
@@ -80,3 +80,23 @@ def assert_valid_png(path, min_side=100):
         assert fh.read(8) == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
     pixels = imread(path)
     assert min(pixels.shape[:2]) >= min_side and pixels.std() > 0, f"{path}: {pixels.shape}, blank?"
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A real PostgreSQL server: the one .ci/run started (HPO_POSTGRES_URL), else a throwaway one started here
+    with the same script. Skips only where none can be started, and never under CI."""
+    if os.environ.get("HPO_POSTGRES_URL"):
+        yield os.environ["HPO_POSTGRES_URL"]
+        return
+    proc = subprocess.run(["bash", str(ROOT / ".ci" / "postgres.sh"), "start"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        reason = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the PostgreSQL tests, but no server could be started: {reason}")
+        pytest.skip(f"no PostgreSQL server could be started ({reason}); apt-get install postgresql")
+    settings = dict(item.split("=", 1) for item in proc.stdout.split()[1:])
+    try:
+        yield settings["HPO_POSTGRES_URL"]
+    finally:
+        subprocess.run(["bash", str(ROOT / ".ci" / "postgres.sh"), "stop", settings["HPO_POSTGRES_DIR"]])

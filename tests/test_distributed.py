@@ -3,6 +3,7 @@ extractive QA trains under the 2-process CPU config with every evaluation window
 import os
 import random
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from transformers import AutoTokenizer
 
 from common import demo_data as demo
 from common import squad
-from conftest import FAST, ROOT, read_json, read_jsonl, run_recipe, write_jsonl
+from conftest import FAST, OFFLINE_ENV, ROOT, read_json, read_jsonl, run_recipe, write_jsonl
 
 CONFIGS = sorted((ROOT / "configs" / "accelerate").glob("*.yaml"))
 
@@ -101,3 +102,61 @@ def test_qa_under_the_two_process_cpu_config_scores_each_window_once(tiny_model,
     # The processes really share the work: each step takes 16 windows on each of the 2.
     assert read_json(out / "trainer_state.json")["global_step"] == -(-results["train_samples"] // 32)
     assert Path(out / "model.safetensors").exists()
+
+
+def _launch(config, *flags):
+    accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
+    return [accelerate, "launch", "--config_file", str(ROOT / "configs/accelerate" / config), "--mixed_precision",
+            "no", *flags]
+
+
+def _on_two_nodes(task, args):
+    """configs/accelerate/multi_node.yaml for real: two launchers on this machine as nodes 0 and 1 (CPU, gloo,
+    one process each), as a user runs the same command on two machines."""
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    nodes = [subprocess.Popen(
+        [*_launch("multi_node.yaml", "--num_processes", "2", "--machine_rank", str(rank), "--main_process_ip",
+                  "127.0.0.1", "--main_process_port", str(port)), str(ROOT / "recipes" / task / "run.py"),
+         *map(str, args)], cwd=ROOT, env=OFFLINE_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for rank in (0, 1)]
+    outputs = [node.communicate(timeout=900) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], "\n".join(err[-2000:] for _, err in outputs)
+    return outputs
+
+
+def _sentiment_args(tiny_model, demo_data, out, *extra):
+    return ["recipes/text_classification/config.yaml", "--model_name_or_path", tiny_model, "--output_dir", out,
+            "--train_file", demo_data / "sentiment/train.csv", "--validation_file",
+            demo_data / "sentiment/validation.csv", "--test_file", demo_data / "sentiment/test.csv",
+            "--max_train_samples", "128", "--num_train_epochs", "2",
+            "--learning_rate", "1e-3", *FAST, *extra]
+
+
+def test_two_nodes_train_as_two_processes_on_one_node(tiny_model, demo_data, tmp_path):
+    one_node = run_recipe("text_classification", *_sentiment_args(tiny_model, demo_data, tmp_path / "one"),
+                          launcher=_launch("cpu_2_processes.yaml"))
+    assert one_node.stderr.count("trainable parameters:") == 2
+    (_, node0), (_, node1) = _on_two_nodes("text_classification", _sentiment_args(tiny_model, demo_data, tmp_path / "two"))
+    assert node0.count("trainable parameters:") == node1.count("trainable parameters:") == 1  # a process each
+    one, two = (read_json(tmp_path / name / "all_results.json") for name in ("one", "two"))
+    assert two["eval_accuracy"] == one["eval_accuracy"] and two["train_loss"] == pytest.approx(one["train_loss"], rel=1e-5)
+    assert read_json(tmp_path / "two" / "trainer_state.json")["global_step"] == -(-128 // 32) * 2  # 16 a process
+
+
+def test_a_search_runs_its_trials_on_both_nodes(tiny_model, demo_data, tmp_path):
+    import optuna
+    search = ["--hpo_trials", "2", "--hpo_seed", "0", "--hpo_pruner", "none", "--save_strategy", "epoch"]
+    run_recipe("text_classification", *_sentiment_args(tiny_model, demo_data, tmp_path / "one", *search),
+               launcher=_launch("cpu_2_processes.yaml"))
+    (out0, node0), (_, node1) = _on_two_nodes("text_classification",
+                                              _sentiment_args(tiny_model, demo_data, tmp_path / "two", *search))
+    assert out0.count("search: trial ") == 2  # printed by the main process
+    assert node1.count("trainable parameters:") == 3  # node 1 trained both trials and the best again
+    values = [[t.value for t in optuna.load_study(study_name="search", storage=f"sqlite:///{tmp_path / name}/hpo.db").trials]
+              for name in ("one", "two")]
+    assert values[0] == pytest.approx(values[1])  # the same trials, the same results
+    assert read_json(tmp_path / "two" / "all_results.json")["eval_accuracy"] == pytest.approx(
+        read_json(tmp_path / "one" / "all_results.json")["eval_accuracy"])

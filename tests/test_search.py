@@ -198,3 +198,39 @@ def test_a_diverging_trial_is_pruned_and_the_search_goes_on(tiny_model, demo_dat
     assert states == [optuna.trial.TrialState.PRUNED] * 2
     assert len((out / "trials.csv").read_text().strip().splitlines()) == 1 + 2
     assert not (out / "all_results.json").exists()
+
+
+def test_a_search_without_an_evaluation_strategy_evaluates_every_epoch(tiny_model, demo_data, tmp_path):
+    """The HF way, no config file: --hpo_trials alone works, and says how it evaluates."""
+    out = tmp_path / "out"
+    proc = run_recipe(TASK, "--model_name_or_path", tiny_model, "--output_dir", out, "--do_train",
+                      "--train_file", demo_data / "sentiment/train.csv", "--validation_file",
+                      demo_data / "sentiment/validation.csv", "--max_train_samples", "128", "--report_to", "none",
+                      "--hpo_trials", "2", "--hpo_space", _space(tmp_path), "--hpo_seed", "0")
+    assert "each trial evaluates every epoch" in proc.stderr
+    for trial in _finished(_study(out / "hpo.db")):
+        assert len(trial.intermediate_values) == 2  # num_train_epochs [2]: one evaluation per epoch
+    assert read_json(out / "all_results.json")["hpo_trials"] == 2
+
+
+def test_growing_a_finished_search_retrains_only_a_new_best(tiny_model, demo_data, tmp_path):
+    """The study is the record of a search: a larger --hpo_trials continues it, no --overwrite_output_dir."""
+    out = tmp_path / "out"
+    args = _search_args(tiny_model, demo_data, out, _space(tmp_path), "--hpo_pruner", "none", "--hpo_seed", "3")
+    run_recipe(TASK, *args, "--hpo_trials", "2")
+    first = read_json(out / "all_results.json")["hpo_best_trial"]
+
+    grown = run_recipe(TASK, *args, "--hpo_trials", "4")
+    study = _study(out / "hpo.db")
+    assert len(_finished(study)) == 4 and grown.stdout.count("search: trial ") == 2  # only the new ones ran
+    best = study.best_trial.number
+    if best == first:
+        assert f"search: best trial {best} unchanged; the model in {out} is kept" in grown.stdout
+    else:
+        assert f"was trial {first}); training it again" in grown.stdout
+    assert read_json(out / "all_results.json")["hpo_best_trial"] == best == read_json(out / "best_run.json")["trial"]
+
+    before = (out / "all_results.json").stat().st_mtime_ns
+    again = run_recipe(TASK, *args, "--hpo_trials", "4")  # nothing left to search: the model stays
+    assert "search: trial " not in again.stdout and "unchanged" in again.stdout
+    assert (out / "all_results.json").stat().st_mtime_ns == before

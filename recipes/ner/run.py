@@ -5,10 +5,15 @@ split into overlapping windows, so every word is predicted; scores are entity-le
 
     python recipes/ner/run.py recipes/ner/config.yaml
     accelerate launch recipes/ner/run.py recipes/ner/config.yaml --train_file eng.train --conll_tag_index 3
+    python recipes/ner/run.py --train_file train.json --validation_file dev.json --do_train --do_eval --output_dir out
+
+HF's run_ner.py command lines work as they are: without column flags, `tokens` (else the first column) and
+`<task_name>_tags` (else the second) are used, as run_ner does.
 """
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 sys.path.insert(0, next(str(p) for p in Path(__file__).resolve().parents if (p / "common").is_dir()))
 
@@ -20,13 +25,19 @@ from common.errors import exits_cleanly  # noqa: E402
 
 @dataclass
 class NerArguments(args.DataArguments):
-    text_column_name: str = field(default="tokens", metadata={"help": "Column of word lists (json/parquet/Hub)."})
-    label_column_name: str = field(default="ner_tags", metadata={"help": "Column of tag lists, one tag per word."})
+    task_name: str = field(default="ner", metadata={"help": "ner, pos, chunk...: the tags are <task_name>_tags by default."})
+    text_column_name: Optional[str] = field(
+        default=None, metadata={"help": "Column of word lists (json/parquet/Hub). Default: tokens, else the first column."})
+    label_column_name: Optional[str] = field(
+        default=None, metadata={"help": "Column of tag lists, one tag per word. Default: <task_name>_tags (ner_tags), "
+                                        "else the second column."})
     conll_tag_index: int = field(
         default=-1, metadata={"help": "CoNLL files (.conll, .txt): the field holding the tag; -1 is the last."})
     tag_scheme: str = field(default="auto", metadata={"help": "auto, IOB1, IOB2 or BIOES. IOB1 becomes IOB2."})
     label_all_tokens: bool = field(
         default=False, metadata={"help": "Train on every sub-token (the I- form of its word's tag), not only the first."})
+    return_entity_level_metrics: bool = field(
+        default=True, metadata={"help": "Report each entity type's precision/recall/F1 too, not only the overall ones."})
     stride: int = field(
         default=32, metadata={"help": "Sub-tokens shared by consecutive windows of a sentence longer than "
                                       "--max_seq_length (such sentences are windowed, not truncated)."})
@@ -36,10 +47,10 @@ class NerArguments(args.DataArguments):
 def main():
     cfg = args.parse(NerArguments)
     d = cfg.data
-    words, tags = d.text_column_name, d.label_column_name
 
-    # Data and tags: checked (and IOB1 converted) before anything is written.
-    raw = data.load(cfg, conll=data.ConllColumns(words, tags, d.conll_tag_index))
+    # Data and tags: checked (and IOB1 converted) before anything is written. Unnamed columns are found.
+    raw = data.load(cfg, conll=tagging.conll_columns(d))
+    words, tags = tagging.detect_columns(raw, d)
     raw.require_columns({words: "text_column_name", tags: "label_column_name"}, optional_in_test=[tags])
     tagging.check_rows(raw, words, tags)
     tag_set = tagging.TagSet.from_splits(raw, tags, d.label_list, d.tag_scheme, d.strict_labels)
@@ -56,11 +67,11 @@ def main():
         model_args, AutoModelForTokenClassification, config, "TOKEN_CLS")
 
     # Metrics and prediction files see words: window predictions are merged back per sentence first.
-    trainer = training.build_trainer(
-        cfg, make_model, tokenizer, encoded, collators.TokenClassificationPadding(tokenizer, cfg),
-        compute_metrics=tagging.metrics_for(tag_set), main_metric=("f1", True),
+    trainers = training.TrainerFactory(  # a Trainer per run, or per trial under --hpo_trials
+        make_model, tokenizer, encoded, collators.TokenClassificationPadding(tokenizer, cfg),
+        compute_metrics=tagging.metrics_for(tag_set, d.return_entity_level_metrics), main_metric=("f1", True),
         compute_loss_func=imbalance.loss_from_flags(cfg, tag_set, encoded))
-    training.run(trainer, cfg, raw, encoded, tagging.prediction_writer(tag_set, encoded, words, tags))
+    training.run(trainers, cfg, raw, encoded, tagging.prediction_writer(tag_set, encoded, words, tags))
 
 
 if __name__ == "__main__":

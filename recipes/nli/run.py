@@ -55,11 +55,11 @@ def main():
     loss = imbalance.loss_from_flags(cfg, label_set, encoded)
 
     # The first evaluation set picks checkpoints; every set gets its own eval_<name>_* results.
-    trainer = training.build_trainer(
-        cfg, make_model, tokenizer, encoded, collators.dynamic_padding(tokenizer, cfg),
+    trainers = training.TrainerFactory(  # a Trainer per run, or per trial under --hpo_trials
+        make_model, tokenizer, encoded, collators.dynamic_padding(tokenizer, cfg),
         compute_metrics=metrics.for_labels(label_set), main_metric=metrics.main_metric(SINGLE),
         compute_loss_func=loss)
-    training.run(trainer, cfg, raw, encoded, classification.prediction_writer(label_set, pair, d.label_column_name))
+    training.run(trainers, cfg, raw, encoded, classification.prediction_writer(label_set, pair, d.label_column_name))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,9 @@ span over all windows of a question.
 
     python recipes/qa/run.py recipes/qa/config.yaml
     python recipes/qa/run.py --dataset_name rajpurkar/squad_v2 --do_train --do_eval --output_dir out
+
+HF's run_qa.py command lines work as they are: `.json` files with flat rows under `data` (as HF's examples
+store SQuAD), columns question/context/answers (else the first three), `--version_2_with_negative` bare.
 """
 import sys
 from dataclasses import dataclass, field
@@ -23,10 +26,11 @@ from common.errors import exits_cleanly  # noqa: E402
 
 @dataclass
 class QaArguments(args.DataArguments):
-    question_column_name: str = "question"
-    context_column_name: str = "context"
-    answer_column_name: str = field(
-        default="answers", metadata={"help": "{text: [...], answer_start: [...]} per row (a JSON string in CSV)."})
+    question_column_name: Optional[str] = field(default=None, metadata={"help": "Default: question, else the first column."})
+    context_column_name: Optional[str] = field(default=None, metadata={"help": "Default: context, else the second column."})
+    answer_column_name: Optional[str] = field(
+        default=None, metadata={"help": "{text: [...], answer_start: [...]} per row (a JSON string in CSV). "
+                                        "Default: answers, else the third column."})
     max_seq_length: int = field(default=384, metadata={"help": "Tokens per window: question + context slice."})
     doc_stride: int = field(default=128, metadata={"help": "Context tokens shared by consecutive windows."})
     n_best_size: int = field(default=20, metadata={"help": "Candidate spans kept per question (nbest file)."})
@@ -43,11 +47,11 @@ class QaArguments(args.DataArguments):
 def main():
     cfg = args.parse(QaArguments)
     d = cfg.data
-    q, c, a = d.question_column_name, d.context_column_name, d.answer_column_name
 
     # Data: checked before anything is written. Answers whose answer_start misses their text are reported
-    # and left out of training.
+    # and left out of training. Unnamed columns are found.
     raw = data.load(cfg)
+    q, c, a = squad.detect_columns(raw, d)
     raw.require_columns({q: "question_column_name", c: "context_column_name", a: "answer_column_name"},
                         optional_in_test=[a])
     classification.check_texts(raw, [q, c])
@@ -71,9 +75,9 @@ def main():
     # Windows' logits back to one answer per question, scored with the official SQuAD semantics.
     scorer = span_extraction.SpanScorer(raw, encoded, q, c, a, d.n_best_size, d.max_answer_length, version_2,
                                         d.null_score_diff_threshold, progress=not cfg.training.disable_tqdm)
-    trainer = training.build_trainer(cfg, make_model, tokenizer, encoded, collator,
-                                     compute_metrics=scorer.compute_metrics, main_metric=("f1", True))
-    training.run(trainer, cfg, raw, encoded, scorer.write_predictions)
+    trainers = training.TrainerFactory(make_model, tokenizer, encoded, collator,
+                                       compute_metrics=scorer.compute_metrics, main_metric=("f1", True))
+    training.run(trainers, cfg, raw, encoded, scorer.write_predictions)
 
 
 if __name__ == "__main__":

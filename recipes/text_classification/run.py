@@ -1,9 +1,12 @@
 """Text classification: fine-tune a pre-trained encoder to label a text or a text pair.
 
 Single-label, multi-label (list-valued labels) and regression (float labels), found from the data.
+HF's run_glue.py / run_classification.py command lines work as they are (text columns found as run_glue finds them).
 
     python recipes/text_classification/run.py recipes/text_classification/config.yaml
     accelerate launch recipes/text_classification/run.py config.yaml --train_file my.csv --lora
+    python recipes/text_classification/run.py --train_file train.csv --validation_file dev.csv --do_train --do_eval \\
+        --output_dir out        # columns: sentence1 + sentence2 (or text, or the first two), label
 """
 import sys
 from dataclasses import dataclass, field
@@ -17,15 +20,25 @@ from transformers import AutoModelForSequenceClassification  # noqa: E402
 from common import (args, augment, classification, collators, data, imbalance, metrics, modeling,  # noqa: E402
                     training)
 from common.errors import exits_cleanly  # noqa: E402
-from common.labels import LabelSet  # noqa: E402
 
 
 @dataclass
 class TextClassificationArguments(args.DataArguments):
-    text_column_names: str = field(default="text", metadata={"help": "One column, or two as 'a,b' for pairs."})
+    text_column_names: Optional[str] = field(
+        default=None, metadata={"help": "One column, or two as 'a,b' for pairs. Default: `text` or `sentence`, else "
+                                        "sentence1,sentence2, else the first two text columns (run_glue's choice)."})
+    text_column_delimiter: Optional[str] = field(
+        default=None, metadata={"help": "Join the text columns into one text with this (run_classification's "
+                                        "meaning) instead of encoding two as a pair."})
+    task_name: Optional[str] = field(
+        default=None, metadata={"help": "A GLUE task (cola, mnli, mrpc, ...): its data from the Hub, as run_glue."})
     problem_type: Optional[str] = field(
         default=None, metadata={"help": "single_label_classification, multi_label_classification or "
                                         "regression. Default: inferred (lists: multi-label, floats: regression)."})
+    do_regression: Optional[bool] = field(
+        default=None, metadata={"help": "true: regression; false: classification. Default: inferred (as --problem_type)."})
+    metric_name: Optional[str] = field(
+        default=None, metadata={"help": "An evaluate module (Hub name or local path) computed beside these metrics."})
     multi_label_threshold: float = field(default=0.5, metadata={"help": "Probability above which a label is on."})
 
 
@@ -33,21 +46,22 @@ class TextClassificationArguments(args.DataArguments):
 def main():
     cfg = args.parse(TextClassificationArguments)
     d = cfg.data
-    text_columns = d.text_column_names.split(",")
+    classification.glue_task(d)  # --task_name: a GLUE task from the Hub
 
-    # Data and labels: checked before anything is written.
+    # Data and labels: checked before anything is written. Without --text_column_names the columns are found.
     raw = data.load(cfg)
+    text_columns = classification.detect_text_columns(raw, d)
     raw.require_columns({**{c: "text_column_names" for c in text_columns}, d.label_column_name: "label_column_name"},
                         optional_in_test=[d.label_column_name])
-    classification.check_texts(raw, text_columns)
-    label_set = LabelSet.from_splits(raw, d.label_column_name, d.label_list, d.strict_labels, d.problem_type)
+    classification.check_texts(raw, text_columns, d.text_column_delimiter)
+    label_set = classification.labels_from_flags(raw, d)
     classification.drop_unlabelled(raw, label_set, d.label_column_name)
 
     # Tokenize: truncate only; batches are padded dynamically by the collator.
     tokenizer = modeling.load_tokenizer(cfg.model)
     raw = augment.training_texts(raw, cfg, text_columns, tokenizer)  # --augment: altered copies of train examples
     encoded = data.tokenize(raw, classification.encoder(tokenizer, label_set, text_columns, d.label_column_name,
-                                                        d.max_seq_length), cfg)
+                                                        d.max_seq_length, d.text_column_delimiter), cfg)
 
     # Model: pre-trained encoder + a fresh head sized to the label set (+ --freeze_encoder / --lora).
     config = modeling.load_config(cfg.model, label_set)
@@ -55,11 +69,11 @@ def main():
         model_args, AutoModelForSequenceClassification, config, "SEQ_CLS")
     loss = imbalance.loss_from_flags(cfg, label_set, encoded)
 
-    trainer = training.build_trainer(
-        cfg, make_model, tokenizer, encoded, collators.dynamic_padding(tokenizer, cfg),
-        compute_metrics=metrics.for_labels(label_set, d.multi_label_threshold),
+    trainers = training.TrainerFactory(  # a Trainer per run, or per trial under --hpo_trials
+        make_model, tokenizer, encoded, collators.dynamic_padding(tokenizer, cfg),
+        compute_metrics=metrics.for_labels(label_set, d.multi_label_threshold, d.metric_name),
         main_metric=metrics.main_metric(label_set.problem_type), compute_loss_func=loss)
-    training.run(trainer, cfg, raw, encoded, classification.prediction_writer(
+    training.run(trainers, cfg, raw, encoded, classification.prediction_writer(
         label_set, text_columns, d.label_column_name, d.multi_label_threshold))
 
 

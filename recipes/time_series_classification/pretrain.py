@@ -35,9 +35,9 @@ def main():
                                                            ignore_mismatched_sizes=True)
         return model
 
-    trainer = training.build_trainer(cfg, make_model, None, encoded, series.collate, compute_metrics=None,
-                                     main_metric=("loss", False))
-    training.run(trainer, cfg, raw, encoded)
+    trainers = training.TrainerFactory(make_model, None, encoded, series.collate, compute_metrics=None,
+                                       main_metric=("loss", False))
+    training.run(trainers, cfg, raw, encoded)
 
 
 if __name__ == "__main__":

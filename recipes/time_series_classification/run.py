@@ -64,10 +64,10 @@ def main():
         logger.warning("pre-trained on %d training series: loss %.4f, saved in %s", len(encoded[TRAIN]),
                        result["train_loss"], pretrained)
 
-    trainer = training.build_trainer(
-        cfg, series.model_factory(config, pretrained), None, encoded, series.collate,
+    trainers = training.TrainerFactory(  # a Trainer per run, or per trial under --hpo_trials
+        series.model_factory(config, pretrained), None, encoded, series.collate,
         compute_metrics=metrics.for_labels(label_set), main_metric=metrics.main_metric(SINGLE))
-    training.run(trainer, cfg, raw, encoded, series.prediction_writer(label_set, d.label_column_name))
+    training.run(trainers, cfg, raw, encoded, series.prediction_writer(label_set, d.label_column_name))
 
 
 if __name__ == "__main__":
