@@ -15,12 +15,14 @@ before the trial's training starts, and each evaluation's pruning decision, so a
 trial and stop together.
 """
 import dataclasses
+import datetime
 import gc
 import json
 import logging
 import os
 import re
 import shutil
+import socket
 import time
 import warnings
 from typing import Callable, NamedTuple, Optional
@@ -228,11 +230,12 @@ class Search:
                     raise UserError(f"--hpo_storage {_without_password(self.url)}: cannot open it "
                                     f"({_first_line(err)})") from None
                 time.sleep(1 + attempt)
-        if self.heartbeat:
-            optuna.storages.fail_stale_trials(study)
-        self._check_same_space(study)
         self.study = study
-        self.complete_at_start = self.counted() >= self.run_args.hpo_trials
+        if self.heartbeat:
+            self._fail_dead_trials()
+        self._check_same_space(study)
+        finished = self.study.get_trials(deepcopy=False, states=FINISHED)  # not running ones: they may still end
+        self.complete_at_start = len(finished) >= self.run_args.hpo_trials
         return study
 
     def _storage(self):
@@ -278,7 +281,7 @@ class Search:
                 self._optimize()
             if not self.heartbeat or self._timed_out():
                 break
-            optuna.storages.fail_stale_trials(self.study)  # a dead worker's trial: failed, queued again
+            self._fail_dead_trials()
             if self.counted() < wanted:
                 continue
             if not self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
@@ -288,6 +291,20 @@ class Search:
             _broadcast(None)  # no more trials for the other ranks
         decision = self._decide()
         return self._outcome(*(_broadcast(decision) if self.world_size > 1 else decision))
+
+    def _fail_dead_trials(self):
+        """Trials of killed workers: failed, their parameters queued again. Optuna's heartbeat check sees only
+        trials that recorded a heartbeat; a worker killed between taking a trial and its first heartbeat
+        leaves one it never sees, which would count as running forever. Every live trial names its worker
+        within milliseconds of starting, so a nameless one older than the grace period is dead too."""
+        optuna.storages.fail_stale_trials(self.study)
+        limit = datetime.datetime.now() - datetime.timedelta(seconds=4 * self.run_args.hpo_heartbeat_interval)
+        for trial in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            if "worker" not in trial.user_attrs and trial.datetime_start and trial.datetime_start < limit:
+                try:
+                    self.study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+                except ValueError:  # another worker failed it first
+                    pass
 
     def _optimize(self):
         try:
@@ -303,6 +320,7 @@ class Search:
                            "busy machine)")
 
     def _objective(self, trial) -> float:
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # alive: see _fail_dead_trials
         # Workers that finish at the same moment may both start one more trial; trial numbers are handed
         # out atomically, so the later one knows it is surplus and is failed before any training.
         earlier = [t for t in self.study.get_trials(deepcopy=False, states=self.counted_states())
