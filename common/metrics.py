@@ -8,6 +8,7 @@ Each returns a flat dict of floats (what Trainer logs). A Hub metric (evaluate.l
 same call where the Hub is reachable (--metric_name in text classification).
 """
 import functools
+import logging
 import os
 
 import numpy as np
@@ -16,6 +17,7 @@ from sklearn import metrics as skm
 from common.errors import UserError
 from common.labels import MULTI, REGRESSION
 
+logger = logging.getLogger(__name__)
 MODULES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "metric_modules")
 
 
@@ -85,10 +87,18 @@ def for_labels(label_set, threshold=0.5, metric_name=None):
     return compute
 
 
+# Hub metrics whose scores the project's own modules already compute: never fetched (no Hub behind a firewall).
+COMPUTED_HERE = {"accuracy", "f1", "precision", "recall", "mse", "mae", "pearsonr", "spearmanr"}
+
+
 def named(metric_name, problem_type):
     """An evaluate module by Hub name or path, as run_classification loads --metric_name (multi-label: its
-    `multilabel` configuration). Loaded before training, so a name that cannot load stops the run first."""
+    `multilabel` configuration). Loaded before training, so a name that cannot load stops the run first.
+    A Hub name the project's own modules cover (HF's defaults: accuracy, f1, mse, ...) loads nothing: None."""
     import evaluate
+    if metric_name in COMPUTED_HERE:
+        logger.warning("--metric_name %s: computed by the project's own metric module, offline", metric_name)
+        return None
     try:
         return evaluate.load(metric_name, "multilabel" if problem_type == MULTI else None, keep_in_memory=True)
     except Exception as err:  # offline Hub, unknown name, a module that fails to import

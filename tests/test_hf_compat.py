@@ -242,9 +242,13 @@ def test_run_classification_command_line_joins_columns_and_adds_an_evaluate_metr
                "--ignore_mismatched_sizes", "--use_fast_tokenizer", "true")
     results = read_json(out / "all_results.json")
     assert results["eval_share_right"] == results["eval_accuracy"]
-    with pytest.raises(AssertionError, match="--metric_name accuracy: could not load it"):
+    # HF's default Hub metric loads nothing: the project's own module computes it, offline.
+    offline = run_recipe("text_classification", "--model_name_or_path", tiny_model, "--train_file", train,
+                         "--output_dir", tmp_path / "o2", "--do_train", "--metric_name", "accuracy", "--max_steps", "1")
+    assert "--metric_name accuracy: computed by the project's own metric module, offline" in offline.stderr
+    with pytest.raises(AssertionError, match="--metric_name bleu: could not load it"):  # a Hub-only metric
         run_recipe("text_classification", "--model_name_or_path", tiny_model, "--train_file", train,
-                   "--output_dir", tmp_path / "o2", "--do_train", "--metric_name", "accuracy", "--max_steps", "1")
+                   "--output_dir", tmp_path / "o3", "--do_train", "--metric_name", "bleu", "--max_steps", "1")
 
 
 def test_run_ner_command_line_with_columns_found(tiny_model, tmp_path):
