@@ -57,6 +57,7 @@ MODEL_KEYS = ("lora_r", "lora_alpha", "lora_dropout", "freeze_encoder")
 TRAINING_KEYS = frozenset(f.name for f in dataclasses.fields(TrainingArguments) if f.init)
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 BEST_RUN, TRIALS, HISTORY_PLOT, IMPORTANCE_PLOT = "best_run.json", "trials.csv", "hpo_history.png", "hpo_importances.png"
+BEST_MODEL_ATTR = "best_model"  # study user attribute: which trial is trained as the best, on which host, where
 LOWER_IS_BETTER = ("loss", "error", "mse", "mae", "rmse", "perplexity")
 
 
@@ -397,21 +398,38 @@ class Search:
     def _decide(self):
         """(best trial, whether this worker trains it), after writing the reports. Main process only."""
         best = write_reports(self.study, self.objective, self.output_dir, time.time() - self.started)
-        last = max(t.number for t in self.study.get_trials(deepcopy=False, states=FINISHED))
+        last = max(self.study.get_trials(deepcopy=False, states=FINISHED), key=lambda t: t.number)
+        here = {"host": socket.gethostname(), "output_dir": os.path.abspath(self.output_dir)}
         # One worker trains the best: the one that ran the study's last trial, or one started on a study that
-        # already had its trials (a search continued where it ended, or grown).
-        chosen = last in self.mine or (not self.mine and self.complete_at_start)
+        # already had its trials (a search continued where it ended, or grown), unless the study records
+        # that another worker trains that trial (a late worker of a job array must not train a copy).
+        chosen, claim = last.number in self.mine, {}
+        if not self.mine and self.complete_at_start:
+            claim = self._claim(last)
+            chosen = claim.get("trial") != best.number or {k: claim.get(k) for k in here} == here
         trained_before = _trained_trial(self.output_dir)
         if not chosen:
-            print(f"search: best trial {best.number} ({self.objective.metric}={best.value:.4f}); the worker that "
-                  f"ran trial {last} trains it", flush=True)
+            who = (f"the worker on {claim['host']} trains it into {claim['output_dir']}" if claim
+                   else f"the worker that ran trial {last.number} trains it")
+            print(f"search: best trial {best.number} ({self.objective.metric}={best.value:.4f}); {who}", flush=True)
         elif trained_before == best.number:
             print(f"search: best trial {best.number} unchanged; the model in {self.output_dir} is kept", flush=True)
         else:
             changed = "" if trained_before is None else f", was trial {trained_before}"
             print(f"search: best trial {best.number} ({self.objective.metric}={best.value:.4f}{changed}); "
                   f"training it again", flush=True)
+            self.study.set_user_attr(BEST_MODEL_ATTR, {"trial": best.number, **here})
+        _plot(self.study, self.output_dir)
         return best, chosen and trained_before != best.number
+
+    def _claim(self, last) -> dict:
+        """The study's record of which trial is trained as the best, and where. The worker that ran the last
+        trial writes it moments after that trial ends; a worker started in those moments waits for it."""
+        settle = datetime.timedelta(seconds=5)
+        wait = (last.datetime_complete + settle - datetime.datetime.now()).total_seconds()
+        if wait > 0:
+            time.sleep(wait)
+        return self.study.user_attrs.get(BEST_MODEL_ATTR) or {}
 
     def _outcome(self, best, train_best) -> Outcome:
         return Outcome(best, best_settings(self.cfg, self.space, best), train_best)
@@ -433,7 +451,7 @@ def best_settings(cfg, space, trial):
 
 
 def write_reports(study, objective, output_dir, seconds) -> optuna.trial.FrozenTrial:
-    """trials.csv, best_run.json and the plots, from the study as it is now; returns the best trial."""
+    """trials.csv and best_run.json, from the study as it is now; returns the best trial."""
     os.makedirs(output_dir, exist_ok=True)
     frame = study.trials_dataframe(attrs=("number", "state", "value", "params", "user_attrs", "duration"))
     artifacts.write_text(os.path.join(output_dir, TRIALS), frame.to_csv(index=False))
@@ -448,7 +466,6 @@ def write_reports(study, objective, output_dir, seconds) -> optuna.trial.FrozenT
         "direction": "maximize" if objective.maximize else "minimize", "params": best.params,
         "trials": {state: states.count(state) for state in sorted(set(states))},
         "study_name": study.study_name, "search_seconds": round(seconds, 1)})
-    _plot(study, output_dir)
     return best
 
 

@@ -234,3 +234,12 @@ def test_growing_a_finished_search_retrains_only_a_new_best(tiny_model, demo_dat
     again = run_recipe(TASK, *args, "--hpo_trials", "4")  # nothing left to search: the model stays
     assert "search: trial " not in again.stdout and "unchanged" in again.stdout
     assert (out / "all_results.json").stat().st_mtime_ns == before
+
+    # A worker started on the finished study with another output_dir (a late job of an array) finds the
+    # best claimed by this one in the study and trains no copy.
+    late = tmp_path / "late"
+    shared = ["--hpo_storage", f"sqlite:///{out / 'hpo.db'}", "--hpo_trials", "4"]
+    joined = run_recipe(TASK, *_search_args(tiny_model, demo_data, late, _space(tmp_path), "--hpo_pruner", "none",
+                                            "--hpo_seed", "3", *shared))
+    assert f"search: best trial {best} " in joined.stdout and f"trains it into {out}" in joined.stdout
+    assert not (late / "all_results.json").exists() and (late / "best_run.json").exists()
