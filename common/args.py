@@ -276,7 +276,7 @@ def save_resolved(cfg: Config, output_dir: str) -> str:
             resolved[f.name] = value
     resolved = {k: v for k, v in resolved.items() if k not in skip}
     path = os.path.join(output_dir, RESOLVED_CONFIG_NAME)
-    header = f"{RECIPE_COMMENT}{recipe_path()}\n"  # a comment: which script to rerun it with (common.ensemble)
+    header = f"{RECIPE_COMMENT}{recipe_path()}\n"  # a comment: which script to rerun it with (common.tools.ensemble)
     artifacts.write_text(path, header + yaml.safe_dump(json.loads(json.dumps(resolved, default=str)), sort_keys=False))
     return path
 

@@ -26,7 +26,7 @@ def dynamic_padding(tokenizer, cfg):
 
 class TokenClassificationPadding:
     """Pads inputs, and per-token labels with -100. Drops the bookkeeping columns a windowed dataset
-    carries (example index, word positions, gold per word: see common.tagging) that the model does not
+    carries (example index, word positions, gold per word: see common.tasks.tagging) that the model does not
     take, whether or not Trainer's remove_unused_columns already did."""
 
     def __init__(self, tokenizer, cfg):

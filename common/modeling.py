@@ -9,7 +9,7 @@ import os
 
 from transformers import AutoConfig, AutoTokenizer
 
-from common import feature_cache
+from common.techniques import feature_cache
 from common.errors import UserError
 
 logger = logging.getLogger(__name__)

@@ -148,7 +148,7 @@ def draw_grouped_bars(figure, groups, series, title, ylabel, ylim=None):
 
 
 def draw_entity_scores(figure, scores, types):
-    """Per entity type precision/recall/F1 from common.tagging.entity_scores (support in the labels)."""
+    """Per entity type precision/recall/F1 from common.tasks.tagging.entity_scores (support in the labels)."""
     groups = [f"{t}\n(n={int(scores.get(f'{t}_support', 0))})" for t in types] + ["all"]
     series = {name: [scores.get(f"{t}_{name}", 0.0) for t in types] + [scores[name]]
               for name in ("precision", "recall", "f1")}
@@ -161,7 +161,7 @@ ANSWER_LENGTHS = ((1, 1, "1 word"), (2, 2, "2 words"), (3, 3, "3 words"), (4, 5,
 def draw_qa_scores_by_answer_length(figure, predictions, golds, exact_match, f1):
     """EM and F1 (percent) by the length of the first gold answer; unanswerable questions (SQuAD v2.0)
     form their own "no answer" group, so the HasAns/NoAns split is visible too."""
-    from common.squad import normalize_answer
+    from common.tasks.squad import normalize_answer
     buckets = {}
     for qid, gold_texts in golds.items():
         gold_texts = [g for g in gold_texts if normalize_answer(g)]
@@ -250,7 +250,7 @@ def _command(trainer):
 def _usage(pipeline_tag, architecture, output_dir):
     model = output_dir  # as given on the command line; after pushing the folder to a hub, its repository id
     if pipeline_tag == "question-answering":  # transformers 5 has no question-answering pipeline
-        body = (f"from common.span_extraction import answer  # from the recipe's common/ folder\n"
+        body = (f"from common.tasks.span_extraction import answer  # from the recipe's common/ folder\n"
                 f"print(answer({model!r}, [\"Who wrote it?\"], [\"It was written by Ada.\"]))")
     elif pipeline_tag == "token-classification":
         body = (f"from transformers import pipeline\n\ntag = pipeline(\"token-classification\", model={model!r}, "

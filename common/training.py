@@ -12,7 +12,8 @@ from transformers import EarlyStoppingCallback, Trainer, set_seed
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy, number_of_arguments
 
 from common import args as arguments
-from common import artifacts, imbalance, learning_rates, modeling, reports, search, stalled_loss
+from common import artifacts, modeling, reports, search
+from common.techniques import imbalance, learning_rates, stalled_loss
 from common import data
 from common.data import TEST, TRAIN
 from common.errors import DivergedLoss, UserError

@@ -1,5 +1,5 @@
 """--augment: label-preserving copies of the training split only. The operations on real data (real argument
-parsing, the real tokenizer, common.tagging's entity reader, common.series' scaling), one recipe run end to end
+parsing, the real tokenizer, common.tasks.tagging's entity reader, common.tasks.series' scaling), one recipe run end to end
 with a tiny model, and bad input: one line, exit 2, nothing written."""
 import runpy
 import subprocess
@@ -9,7 +9,9 @@ import datasets
 import numpy as np
 import pytest
 
-from common import args, augment, series, tagging
+from common import args
+from common.tasks import series, tagging
+from common.techniques import augment
 from common.data import RawData
 from common.errors import UserError
 from conftest import FAST, OFFLINE_ENV, ROOT, read_json, read_jsonl, write_csv, write_jsonl

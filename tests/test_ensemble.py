@@ -1,10 +1,10 @@
-"""python -m common.ensemble: real members trained by the text-classification recipe (tiny model, a few steps)."""
+"""python -m common.tools.ensemble: real members trained by the text-classification recipe (tiny model, a few steps)."""
 import subprocess
 import sys
 
 import pytest
 
-from common import ensemble
+from common.tools import ensemble
 from conftest import FAST, OFFLINE_ENV, ROOT, read_json, read_jsonl, run_recipe, write_jsonl
 
 WORDS = ["good", "bad", "great", "awful"]
@@ -102,7 +102,7 @@ def test_ner_member_is_refused_in_one_line(members, tiny_model, tmp_path):
     from transformers import AutoModelForTokenClassification
     ner = tmp_path / "ner"
     AutoModelForTokenClassification.from_pretrained(tiny_model, num_labels=3).save_pretrained(ner)
-    proc = subprocess.run([sys.executable, "-m", "common.ensemble", str(members / "seed1"), str(ner),
+    proc = subprocess.run([sys.executable, "-m", "common.tools.ensemble", str(members / "seed1"), str(ner),
                            "--output_dir", str(tmp_path / "ens")], cwd=ROOT, env=OFFLINE_ENV, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr

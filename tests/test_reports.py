@@ -2,7 +2,8 @@
 in test_copy_recipe.py (and pipeline() loading a folder with its card in test_readme_commands.py)."""
 from matplotlib.figure import Figure
 
-from common import reports, squad
+from common import reports
+from common.tasks import squad
 from conftest import assert_valid_png
 
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 from transformers import PatchTSTForClassification, PatchTSTForPretraining
 
-from common import args, series
+from common import args
+from common.tasks import series
 from common.errors import UserError
 from common.labels import LabelSet
 from conftest import OFFLINE_ENV, ROOT, read_json, read_jsonl, run_recipe

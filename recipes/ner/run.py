@@ -19,7 +19,9 @@ sys.path.insert(0, next(str(p) for p in Path(__file__).resolve().parents if (p /
 
 from transformers import AutoModelForTokenClassification  # noqa: E402
 
-from common import args, augment, collators, data, imbalance, modeling, tagging, training  # noqa: E402
+from common import args, collators, data, modeling, training  # noqa: E402
+from common.tasks import tagging  # noqa: E402
+from common.techniques import augment, imbalance  # noqa: E402
 from common.errors import exits_cleanly  # noqa: E402
 
 

@@ -18,7 +18,9 @@ from typing import Optional
 
 sys.path.insert(0, next(str(p) for p in Path(__file__).resolve().parents if (p / "common").is_dir()))
 
-from common import args, augment, classification, metrics, series, training  # noqa: E402
+from common import args, metrics, training  # noqa: E402
+from common.tasks import classification, series  # noqa: E402
+from common.techniques import augment  # noqa: E402
 from common.data import TRAIN  # noqa: E402
 from common.errors import UserError, exits_cleanly  # noqa: E402
 from common.labels import SINGLE, LabelSet  # noqa: E402

@@ -12,7 +12,8 @@ import os
 import numpy as np
 from tqdm.auto import tqdm
 
-from common import artifacts, reports, squad
+from common import artifacts, reports
+from common.tasks import squad
 from common.data import TEST
 from common.errors import UserError
 
@@ -174,7 +175,7 @@ def extract_answers(predictions, windows, contexts, ids, n_best_size=20, max_ans
 def answer(model_dir, questions, contexts, max_seq_length=384, doc_stride=128, batch_size=32, **options):
     """Answer questions with a trained output directory, exactly as evaluation does: same windows, same
     span search. transformers 5 removed pipeline("question-answering"); this takes its place. model_dir may
-    also be an ONNX export of one (python -m common.export).
+    also be an ONNX export of one (python -m common.tools.export).
     options: n_best_size, max_answer_length, version_2, null_score_diff_threshold. Returns the texts."""
     import datasets
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer

@@ -19,7 +19,7 @@ Seeded by --seed: the same run makes the same copies, in every process of `accel
   not stay aligned, so the training split keeps only the words and the tags.
 - time series, after the checks and before resampling: `jitter` adds Gaussian noise of p times each channel's
   standard deviation; `scale` multiplies each channel by a smooth random curve around 1 (sigma p; a constant
-  factor would be undone exactly by the per-series z-normalisation of common.series); `slice` crops a window
+  factor would be undone exactly by the per-series z-normalisation of common.tasks.series); `slice` crops a window
   of (1 - p) of the series at a random place and stretches it back to the full length.
 """
 import logging
@@ -29,8 +29,8 @@ import numpy as np
 
 from common.data import TRAIN
 from common.errors import UserError
-from common.series import SERIES
-from common.tagging import entities
+from common.tasks.series import SERIES
+from common.tasks.tagging import entities
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def training_texts(raw, cfg, columns, tokenizer):
 
 
 def training_mentions(raw, cfg, words_column, tags_column, scheme):
-    """NER, after common.tagging read the tags (names, IOB2 or BIOES)."""
+    """NER, after common.tasks.tagging read the tags (names, IOB2 or BIOES)."""
     ops = _checked_ops(cfg, NER_OPS, "NER")
     if not ops:
         return raw

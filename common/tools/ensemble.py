@@ -1,7 +1,7 @@
 """Ensembling: average the class probabilities of several fine-tuned output directories of one task.
 
-    python -m common.ensemble outputs/seed1 outputs/seed2 outputs/seed3 --output_dir outputs/ensemble
-    python -m common.ensemble outputs/seed1 outputs/seed2 --test_file new.csv --output_dir outputs/ensemble
+    python -m common.tools.ensemble outputs/seed1 outputs/seed2 outputs/seed3 --output_dir outputs/ensemble
+    python -m common.tools.ensemble outputs/seed1 outputs/seed2 --test_file new.csv --output_dir outputs/ensemble
 
 Without --test_file the members' own prediction files (`<split>_predictions.jsonl`, `predictions.jsonl` for
 test) are averaged split by split; their rows must be the same examples in the same order. With --test_file
@@ -31,7 +31,7 @@ from common.data import TEST
 from common.errors import UserError, exits_cleanly
 from common.labels import MULTI, REGRESSION, SINGLE
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the folder holding common/
 FINISHED_MARKER = "ensemble_results.json"  # written last
 SUPPORTED = ("sequence-level classifiers with class probabilities: text_classification (single- or multi-label), "
              "nli, time_series_classification")
@@ -62,7 +62,7 @@ class Member:
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m common.ensemble", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m common.tools.ensemble", description=__doc__.split("\n\n")[0])
     parser.add_argument("members", nargs="+", metavar="OUT_DIR", help="output directories of fine-tuned runs")
     parser.add_argument("--output_dir", required=True, help="where the ensemble's files go")
     parser.add_argument("--test_file", help="predict this file with every member first (csv, tsv, json, jsonl, ...)")
@@ -70,7 +70,7 @@ def parse_args(argv=None):
     parser.add_argument("--overwrite_output_dir", action="store_true", help="replace a finished ensemble")
 
     def error(message):
-        raise UserError(f"{message} (python -m common.ensemble OUT_DIR [OUT_DIR ...] --output_dir DIR "
+        raise UserError(f"{message} (python -m common.tools.ensemble OUT_DIR [OUT_DIR ...] --output_dir DIR "
                         f"[--test_file FILE])")
     parser.error = error
     return parser.parse_args(argv)

@@ -1,7 +1,7 @@
 """Batch prediction on new data with a trained output directory, PyTorch or exported to ONNX.
 
-    python -m common.predict outputs/text_classification --input new.csv --output predictions.jsonl
-    python -m common.predict outputs/ner/onnx-int8 --input new.jsonl --output tagged.jsonl
+    python -m common.tools.predict outputs/text_classification --input new.csv --output predictions.jsonl
+    python -m common.tools.predict outputs/ner/onnx-int8 --input new.jsonl --output tagged.jsonl
 
 The input needs the columns the model was trained on (named in the directory's run_config.yaml); gold
 columns are ignored. Rows are written as the recipe writes its predictions.jsonl, by the task's own
@@ -18,7 +18,8 @@ from datasets import DatasetDict, Value
 from transformers import AutoTokenizer
 from transformers.trainer_utils import PredictionOutput
 
-from common import classification, data, inference, span_extraction, tagging
+from common import data, inference
+from common.tasks import classification, span_extraction, tagging
 from common.args import FINISHED_MARKER, RESOLVED_CONFIG_NAME, read_config_file
 from common.data import TEST
 from common.errors import UserError, exits_cleanly
@@ -26,7 +27,7 @@ from common.labels import SINGLE, LabelSet
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m common.predict", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m common.tools.predict", description=__doc__.split("\n\n")[0])
     parser.add_argument("model_dir", help="A trained output directory, or its ONNX export.")
     parser.add_argument("--input", required=True, help="csv, tsv, json, jsonl or parquet (NER: also CoNLL).")
     parser.add_argument("--output", required=True, help="The predictions, one JSON object per line.")
@@ -41,7 +42,7 @@ def predict(model_dir, input_path, output_path, batch_size=32, threads=None, pro
     config = inference.trained_config(model_dir)
     auto_class = inference.task_of(model_dir, config)
     if auto_class is None:
-        raise UserError(f"{model_dir}: a time-series model; common.predict reads text models. Predict series with "
+        raise UserError(f"{model_dir}: a time-series model; common.tools.predict reads text models. Predict series with "
                         f"its recipe: --model_name_or_path {model_dir} --do_predict --test_file {input_path}")
     settings = read_config_file(os.path.join(model_dir, RESOLVED_CONFIG_NAME), what="the model's run settings")
     task = _task(settings, model_dir)
