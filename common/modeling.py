@@ -26,6 +26,12 @@ def default_model_path() -> str:
     return os.path.join(os.path.dirname(spec.origin), "model")
 
 
+def is_packaged_default(path) -> bool:
+    """Whether path is the packaged default model's directory (a model's name_or_path after loading)."""
+    spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
+    return bool(path) and spec is not None and spec.origin is not None and os.path.abspath(path) == default_model_path()
+
+
 def model_path(model_args) -> str:
     return model_args.model_name_or_path or default_model_path()
 

@@ -107,7 +107,7 @@ def _bioes(tags):
 def test_mentions_are_replaced_by_same_type_from_other_sentences_with_aligned_valid_tags(tmp_path, scheme):
     rows = [{"tokens": w, "ner_tags": t if scheme == "IOB2" else _bioes(t), "pos": ["X"] * len(w)} for w, t in SENTENCES]
     dev = datasets.Dataset.from_list(rows[:2])
-    raw = augment.training_mentions(_raw(datasets.Dataset.from_list(rows), validation=dev),
+    raw = tagging.training_mentions(_raw(datasets.Dataset.from_list(rows), validation=dev),
                                     _cfg(tmp_path, "--augment", "mentions", "--augment_factor", "4"),
                                     "tokens", "ner_tags", scheme)
     home = {}  # (type, text) -> the sentence it comes from
@@ -153,7 +153,7 @@ def test_series_copies_keep_shape_and_labels_and_survive_scaling(tmp_path):
                                                "label": [f"c{i % 2}" for i in range(len(values))]})
             for split, values in arrays.items()}
     test_before = [a.copy() for a in arrays["test"]]
-    raw, out = augment.training_series(_raw(rows["train"], test=rows["test"]), dict(arrays), _cfg(
+    raw, out = series.training_series(_raw(rows["train"], test=rows["test"]), dict(arrays), _cfg(
         tmp_path, "--augment", "jitter,scale,slice", "--augment_factor", "6", "--augment_probability", "0.2"))
     assert len(out["train"]) == len(raw.splits["train"]) == 7 * 6
     assert raw.splits["train"]["label"] == [f"c{i % 2}" for i in range(6)] * 7
@@ -166,8 +166,8 @@ def test_series_copies_keep_shape_and_labels_and_survive_scaling(tmp_path):
 
     rng = np.random.default_rng(0)
     x = arrays["train"][0]
-    assert np.allclose(augment.scale(x, 1e-9, rng), x) and not np.allclose(augment.jitter(x, 0.2, rng), x)
-    sliced = augment.slice_window(x, 0.5, rng)  # half the series, stretched back: smoother, same ends' range
+    assert np.allclose(series.scale(x, 1e-9, rng), x) and not np.allclose(series.jitter(x, 0.2, rng), x)
+    sliced = series.slice_window(x, 0.5, rng)  # half the series, stretched back: smoother, same ends' range
     assert sliced.shape == x.shape and x.min() - 1e-9 <= sliced.min() and sliced.max() <= x.max() + 1e-9
 
 
@@ -196,7 +196,7 @@ def test_mask_needs_a_mask_token(tmp_path):
 
 def test_without_do_train_and_in_qa(tmp_path):
     with pytest.raises(UserError, match="--augment alters only the training split: pass --do_train"):
-        augment.training_mentions(_raw(_texts(3)), _cfg(tmp_path, "--augment", "mentions", do_train=False), "t", "l", "IOB2")
+        tagging.training_mentions(_raw(_texts(3)), _cfg(tmp_path, "--augment", "mentions", do_train=False), "t", "l", "IOB2")
     with pytest.raises(UserError, match=r"--augment delete: no label-preserving operation for extractive QA"):
         augment.refuse(_cfg(tmp_path, "--augment", "delete"), "extractive QA", "answers are spans")
     augment.refuse(_cfg(tmp_path, "--augment", ""), "extractive QA", "answers are spans")  # '' clears

@@ -152,5 +152,40 @@ def prediction_writer(label_set, text_columns, label_column, threshold=0.5):
             report = metrics.per_class_report(predicted, output.label_ids, names)
             artifacts.write_json(os.path.join(output_dir, f"{stem.replace('predictions', 'per_class')}.json"),
                                  report)
-            reports.confusion_matrix_plot(output_dir, split, output.label_ids, predicted, names)
+            confusion_matrix_plot(output_dir, split, output.label_ids, predicted, names)
     return write
+
+
+def confusion_matrix_plot(output_dir, split, gold_ids, predicted_ids, names):
+    """<split>_confusion_matrix.png, sized to the number of labels."""
+    n = len(names)
+    return reports.task_plot(output_dir, split, "confusion_matrix", lambda figure: draw_confusion_matrix(
+        figure, gold_ids, predicted_ids, names), size=(4 + 0.5 * n, 3 + 0.5 * n))
+
+
+def draw_confusion_matrix(figure, gold_ids, predicted_ids, names):
+    """Counts, gold labels as rows; each cell also shows its share of the row (recall on the diagonal)."""
+    n = len(names)
+    counts = np.zeros((n, n), dtype=int)
+    np.add.at(counts, (np.asarray(gold_ids, dtype=int), np.asarray(predicted_ids, dtype=int)), 1)
+    share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    axes = figure.subplots()
+    image = axes.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    figure.colorbar(image, ax=axes, label="share of the gold label's rows")
+    if n <= 30:  # beyond that, the numbers would not be readable
+        for i in range(n):
+            for j in range(n):
+                axes.text(j, i, f"{counts[i, j]}\n{share[i, j]:.0%}", ha="center", va="center", fontsize=8,
+                          color="white" if share[i, j] > 0.5 else "black")
+    axes.set_xticks(range(n), names, rotation=45, ha="right")
+    axes.set_yticks(range(n), names)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("gold")
+    accuracy = np.trace(counts) / max(counts.sum(), 1)
+    axes.set_title(f"confusion matrix ({counts.sum()} examples, accuracy {accuracy:.3f})")
+
+
+def usage(model_dir) -> str:
+    """The model card's "Use it" code: the text-classification pipeline, for one text or a pair."""
+    return (f"from transformers import pipeline\n\nclassify = pipeline(\"text-classification\", model={model_dir!r})\n"
+            f"print(classify(\"a text\"))  # a pair: classify({{\"text\": a, \"text_pair\": b}})")

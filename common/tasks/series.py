@@ -32,6 +32,8 @@ from transformers import PatchTSTConfig, PatchTSTForClassification, PatchTSTForP
 
 from common import args, artifacts, data, metrics, modeling, reports
 from common.data import RawData, TEST, TRAIN
+from common.tasks import classification
+from common.techniques import augment
 from common.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -396,8 +398,68 @@ def prediction_writer(label_set, label_column):
         artifacts.write_jsonl(os.path.join(output_dir, f"{stem}.jsonl"), rows)
         if all("label" in row for row in rows):  # plots need gold labels
             predicted = np.argmax(scores, axis=-1)
-            reports.confusion_matrix_plot(output_dir, split, output.label_ids, predicted, label_set.names)
-            reports.task_plot(output_dir, split, "examples", lambda figure: reports.draw_series_examples(
+            classification.confusion_matrix_plot(output_dir, split, output.label_ids, predicted, label_set.names)
+            reports.task_plot(output_dir, split, "examples", lambda figure: draw_series_examples(
                 figure, raw_split[SERIES], [r["label"] for r in rows], [r["predicted_label"] for r in rows],
                 label_set.names), size=(9, 1.6 + 1.6 * min(len(label_set.names), 8)))
     return write
+
+
+def draw_series_examples(figure, series, gold, predicted, names, per_class=3):
+    """A few series of each gold class (one row of panels per class; every channel drawn), titled with the
+    predicted label: green when right, red when wrong."""
+    shown = [[i for i, g in enumerate(gold) if g == name][:per_class] for name in names]
+    shown = [(name, rows) for name, rows in zip(names, shown) if rows][:8]  # beyond 8 classes: the first 8
+    grid = figure.subplots(len(shown), per_class, squeeze=False, sharex=True)
+    for (name, rows), axes_row in zip(shown, grid):
+        axes_row[0].set_ylabel(f"gold: {name}", fontsize=8)
+        for axes, i in zip(axes_row, rows + [None] * (per_class - len(rows))):
+            if i is None:
+                axes.axis("off")
+                continue
+            for channel in np.atleast_2d(np.asarray(series[i], dtype=float)):
+                axes.plot(channel, linewidth=0.8)
+            axes.set_title(f"predicted: {predicted[i]}", fontsize=8,
+                           color="tab:green" if predicted[i] == name else "tab:red")
+            axes.tick_params(labelsize=6)
+    figure.suptitle(f"examples per class ({len(gold)} series)")
+
+
+# ---------------------------------------------------------------- --augment: time-series operations ((channels, time) arrays)
+
+
+def jitter(series, p, rng):
+    return series + rng.normal(0.0, 1.0, series.shape) * p * series.std(axis=1, keepdims=True)
+
+
+def scale(series, p, rng, knots=5):
+    """Magnitude warping: per channel, N(1, p) at `knots` evenly spaced points, linear in between."""
+    steps = np.linspace(0, 1, series.shape[1])
+    curves = [np.interp(steps, np.linspace(0, 1, knots), rng.normal(1.0, p, knots)) for _ in series]
+    return series * np.stack(curves)
+
+
+def slice_window(series, p, rng):
+    length = series.shape[1]
+    window = max(2, round((1 - p) * length))
+    start = rng.integers(length - window + 1)
+    old, new = np.linspace(0, 1, window), np.linspace(0, 1, length)
+    return np.stack([np.interp(new, old, channel[start:start + window]) for channel in series])
+
+
+def training_series(raw, arrays, cfg):
+    """--augment jitter,scale,slice (common.techniques.augment): arrays (split -> (channels, time) arrays from to_arrays) and the raw training rows
+    (whose labels features() reads) extended together; returns both."""
+    ops = augment.checked_ops(cfg, augment.SERIES_OPS, "time series")
+    if not ops:
+        return raw, arrays
+    p, functions = cfg.data.augment_probability, {"jitter": jitter, "scale": scale, "slice": slice_window}
+    copies = []
+
+    def alter(i, row, op, rng):
+        copy = functions[op](arrays[TRAIN][i], p, rng)
+        copies.append(copy)
+        row[SERIES] = copy.tolist()
+        return row
+    raw = augment.extend(raw, cfg, ops, alter)
+    return raw, {**arrays, TRAIN: arrays[TRAIN] + copies}

@@ -21,7 +21,7 @@ from transformers import AutoModelForTokenClassification  # noqa: E402
 
 from common import args, collators, data, modeling, training  # noqa: E402
 from common.tasks import tagging  # noqa: E402
-from common.techniques import augment, imbalance  # noqa: E402
+from common.techniques import imbalance  # noqa: E402
 from common.errors import exits_cleanly  # noqa: E402
 
 
@@ -56,7 +56,7 @@ def main():
     raw.require_columns({words: "text_column_name", tags: "label_column_name"}, optional_in_test=[tags])
     tagging.check_rows(raw, words, tags)
     tag_set = tagging.TagSet.from_splits(raw, tags, d.label_list, d.tag_scheme, d.strict_labels)
-    raw = augment.training_mentions(raw, cfg, words, tags, tag_set.scheme)  # --augment mentions
+    raw = tagging.training_mentions(raw, cfg, words, tags, tag_set.scheme)  # --augment mentions
 
     # Tokenize words into windows of sub-tokens; each window remembers its sentence and word positions.
     tokenizer = modeling.load_tokenizer(cfg.model)
@@ -71,9 +71,10 @@ def main():
     # Metrics and prediction files see words: window predictions are merged back per sentence first.
     trainers = training.TrainerFactory(  # a Trainer per run, or per trial under --hpo_trials
         make_model, tokenizer, encoded, collators.TokenClassificationPadding(tokenizer, cfg),
-        compute_metrics=tagging.metrics_for(tag_set, d.return_entity_level_metrics), main_metric=("f1", True),
+        compute_metrics=tagging.metrics_for(tag_set, encoded, d.return_entity_level_metrics), main_metric=("f1", True),
         compute_loss_func=imbalance.loss_from_flags(cfg, tag_set, encoded))
-    training.run(trainers, cfg, raw, encoded, tagging.prediction_writer(tag_set, encoded, words, tags))
+    training.run(trainers, cfg, raw, encoded, tagging.prediction_writer(tag_set, encoded, words, tags),
+                 usage=tagging.usage)
 
 
 if __name__ == "__main__":

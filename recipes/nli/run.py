@@ -60,7 +60,8 @@ def main():
         make_model, tokenizer, encoded, collators.dynamic_padding(tokenizer, cfg),
         compute_metrics=metrics.for_labels(label_set), main_metric=metrics.main_metric(SINGLE),
         compute_loss_func=loss)
-    training.run(trainers, cfg, raw, encoded, classification.prediction_writer(label_set, pair, d.label_column_name))
+    training.run(trainers, cfg, raw, encoded, classification.prediction_writer(label_set, pair, d.label_column_name),
+                 usage=classification.usage)
 
 
 if __name__ == "__main__":

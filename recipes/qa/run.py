@@ -79,7 +79,7 @@ def main():
                                         d.null_score_diff_threshold, progress=not cfg.training.disable_tqdm)
     trainers = training.TrainerFactory(make_model, tokenizer, encoded, collator,
                                        compute_metrics=scorer.compute_metrics, main_metric=("f1", True))
-    training.run(trainers, cfg, raw, encoded, scorer.write_predictions)
+    training.run(trainers, cfg, raw, encoded, scorer.write_predictions, usage=span_extraction.usage)
 
 
 if __name__ == "__main__":

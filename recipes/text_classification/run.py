@@ -75,7 +75,7 @@ def main():
         compute_metrics=metrics.for_labels(label_set, d.multi_label_threshold, d.metric_name),
         main_metric=metrics.main_metric(label_set.problem_type), compute_loss_func=loss)
     training.run(trainers, cfg, raw, encoded, classification.prediction_writer(
-        label_set, text_columns, d.label_column_name, d.multi_label_threshold))
+        label_set, text_columns, d.label_column_name, d.multi_label_threshold), usage=classification.usage)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from transformers import PatchTSTForPretraining  # noqa: E402
 
 from common import args, training  # noqa: E402
 from common.tasks import series  # noqa: E402
-from common.techniques import augment  # noqa: E402
 from common.errors import exits_cleanly  # noqa: E402
 
 
@@ -26,7 +25,7 @@ def main():
     series.use_threads(cfg.data.torch_threads)
     raw = series.load(cfg, labelled=False)
     arrays = series.to_arrays(raw)
-    raw, arrays = augment.training_series(raw, arrays, cfg)  # --augment jitter,scale,slice: training series only
+    raw, arrays = series.training_series(raw, arrays, cfg)  # --augment jitter,scale,slice: training series only
     config = series.model_config(cfg, arrays)  # a new backbone sized to the data, or --model_name_or_path's
     encoded = series.features(arrays, config)
 

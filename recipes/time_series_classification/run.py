@@ -20,7 +20,6 @@ sys.path.insert(0, next(str(p) for p in Path(__file__).resolve().parents if (p /
 
 from common import args, metrics, training  # noqa: E402
 from common.tasks import classification, series  # noqa: E402
-from common.techniques import augment  # noqa: E402
 from common.data import TRAIN  # noqa: E402
 from common.errors import UserError, exits_cleanly  # noqa: E402
 from common.labels import SINGLE, LabelSet  # noqa: E402
@@ -47,7 +46,7 @@ def main():
     label_set = LabelSet.from_splits(raw, d.label_column_name, d.label_list, d.strict_labels, problem_type=SINGLE)
     classification.drop_unlabelled(raw, label_set, d.label_column_name)
     arrays = series.to_arrays(raw)
-    raw, arrays = augment.training_series(raw, arrays, cfg)  # --augment jitter,scale,slice: training series only
+    raw, arrays = series.training_series(raw, arrays, cfg)  # --augment jitter,scale,slice: training series only
 
     # Model shape from the data (channels, length, patches) or from the checkpoint; series resampled and scaled to it.
     if d.pretrain_epochs and (cfg.model.model_name_or_path or not cfg.training.do_train):
