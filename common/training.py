@@ -132,8 +132,8 @@ def _training_split(cfg, encoded, compute_loss_func):
         return None
     for flag in ("class_weights", "focal_gamma"):
         if getattr(cfg.run, flag) is not None and compute_loss_func is None:
-            raise UserError(f"--{flag}: this recipe has no class-weighted or focal loss (text classification, NLI "
-                            f"and NER have); drop the flag")
+            raise UserError(f"--{flag}: this recipe has no class-weighted or focal loss (it gives the Trainer "
+                            f"no loss function of its own); drop the flag")
     if not cfg.run.oversample:
         return encoded[TRAIN]
     label_column = (cfg.training.label_names or ["labels"])[0]

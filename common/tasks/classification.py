@@ -71,16 +71,11 @@ def labels_from_flags(raw, data_args) -> LabelSet:
 
 
 def check_texts(raw, text_columns, delimiter=None):
-    """Every text cell must be a string: a None or number would crash deep inside the tokenizer."""
+    """One text or a pair (or several joined by --text_column_delimiter), every cell a string."""
     if len(text_columns) > 2 and delimiter is None:
         raise UserError(f"--text_column_names {','.join(text_columns)}: give one column, or two for a text pair, "
                         f"or join several into one text with --text_column_delimiter")
-    for split, ds in raw.splits.items():
-        for column in text_columns:
-            bad = next((i for i, v in enumerate(ds[column]) if not isinstance(v, str)), None)
-            if bad is not None:
-                raise UserError(f"{raw.sources[split]}: data row {bad + 1} of column '{column}' is "
-                                f"{ds[column][bad]!r}, not text; fill or drop such rows")
+    raw.require_texts(text_columns)
 
 
 def drop_unlabelled(raw, label_set, label_column):

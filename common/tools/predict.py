@@ -153,7 +153,7 @@ class _SpanExtraction:
 
     def prepare(self, settings, config, tokenizer, raw, model_dir):
         q, c, a = (settings[k] for k in ("question_column_name", "context_column_name", "answer_column_name"))
-        classification.check_texts(raw, [q, c])
+        raw.require_texts([q, c])
         length, stride = settings.get("max_seq_length", 384), settings.get("doc_stride", 128)
         span_extraction.check_windows_fit(tokenizer, raw, q, length, stride)
         rows = raw.splits[TEST]

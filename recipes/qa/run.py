@@ -21,7 +21,7 @@ sys.path.insert(0, next(str(p) for p in Path(__file__).resolve().parents if (p /
 from transformers import AutoModelForQuestionAnswering  # noqa: E402
 
 from common import args, collators, data, modeling, training  # noqa: E402
-from common.tasks import classification, span_extraction, squad  # noqa: E402
+from common.tasks import span_extraction, squad  # noqa: E402
 from common.techniques import augment  # noqa: E402
 from common.errors import exits_cleanly  # noqa: E402
 
@@ -56,7 +56,7 @@ def main():
     q, c, a = squad.detect_columns(raw, d)
     raw.require_columns({q: "question_column_name", c: "context_column_name", a: "answer_column_name"},
                         optional_in_test=[a])
-    classification.check_texts(raw, [q, c])
+    raw.require_texts([q, c])
     squad.check_examples(raw, a)
     version_2 = squad.has_unanswerable(raw, a) if d.version_2_with_negative is None else d.version_2_with_negative
     squad.drop_mismatched_answers(raw, c, a)
