@@ -9,8 +9,8 @@ import os
 
 from transformers import AutoConfig, AutoTokenizer
 
-from common.techniques import feature_cache
 from common.errors import UserError
+from common.techniques import feature_cache
 
 logger = logging.getLogger(__name__)
 

@@ -22,8 +22,7 @@ import yaml
 from matplotlib.figure import Figure
 
 from common import artifacts, modeling
-from common.args import FINISHED_MARKER, RESOLVED_CONFIG_NAME
-from common.data import TEST
+from common.args import RUN_FINISHED_MARKER, RESOLVED_CONFIG_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +36,7 @@ PIPELINE_TAGS = {"ForSequenceClassification": "text-classification", "ForTokenCl
 
 def plot_path(output_dir, split, what):
     """<output_dir>/<what>.png for the test split (or none), <split>_<what>.png otherwise (as predictions.jsonl)."""
-    return os.path.join(output_dir, f"{what}.png" if split in (TEST, None) else f"{split}_{what}.png")
+    return artifacts.split_file(output_dir, split, f"{what}.png")
 
 
 def task_plot(output_dir, split, what, draw, size=(6.4, 4.8)):
@@ -148,7 +147,7 @@ def model_card(trainer, cfg, all_results, usage=None) -> str:
         (f"Fine-tuned from `{start}`" if start else "Trained from a new model")
         + f" ({architecture}) by the `{recipe}` recipe of fine-tuning-recipes, with the Hugging Face `Trainer`.",
         "## Data\n\n" + _data_lines(cfg.data, all_results),
-        "## Results\n\n" + _results_table(all_results) + f"\n\nThe same numbers are in `{FINISHED_MARKER}`.",
+        "## Results\n\n" + _results_table(all_results) + f"\n\nThe same numbers are in `{RUN_FINISHED_MARKER}`.",
         *(["## Plots\n\n" + "\n".join(f"![{p[:-4]}]({p})" for p in plots)] if plots else []),
         "## Command\n\n```bash\n" + _command(trainer) + "\n```",
         f"## Configuration (`{RESOLVED_CONFIG_NAME}`: rerun with `run.py {RESOLVED_CONFIG_NAME}`)\n\n"

@@ -15,10 +15,10 @@ from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
 from common import args as arguments
 from common import artifacts, modeling, reports, search
-from common.techniques import imbalance, learning_rates, stalled_loss
 from common import data
 from common.data import TEST, TRAIN
 from common.errors import DivergedLoss, UserError
+from common.techniques import imbalance, learning_rates, stalled_loss
 
 logger = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ def run(trainers: TrainerFactory, cfg, raw, encoded, write_predictions=None, usa
         if searcher.main_process:
             searcher.open_study()  # a storage that cannot be reached stops the run here
             os.makedirs(cfg.training.output_dir, exist_ok=True)
-            if not os.path.exists(os.path.join(cfg.training.output_dir, arguments.FINISHED_MARKER)):
+            if not os.path.exists(os.path.join(cfg.training.output_dir, arguments.RUN_FINISHED_MARKER)):
                 arguments.save_resolved(cfg, cfg.training.output_dir)  # the search's own settings, meanwhile
         outcome = searcher.run()
         if not outcome.train_best:
@@ -188,7 +188,7 @@ def run_once(trainer, cfg, raw, encoded, write_predictions=None, search_results=
     """One training run with cfg's settings; search_results (the best trial's number) go into all_results.json."""
     training = cfg.training
     main_process = trainer.is_world_process_zero()
-    finished_marker = os.path.join(training.output_dir, arguments.FINISHED_MARKER)
+    finished_marker = os.path.join(training.output_dir, arguments.RUN_FINISHED_MARKER)
     if main_process:
         os.makedirs(training.output_dir, exist_ok=True)
         if os.path.exists(finished_marker):  # --overwrite_output_dir: a crash must not leave the old marker

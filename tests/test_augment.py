@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from common import args
-from common.tasks import series, tagging
-from common.techniques import augment
 from common.data import RawData
 from common.errors import UserError
+from common.tasks import series, tagging
+from common.techniques import augment
 from conftest import FAST, OFFLINE_ENV, ROOT, read_json, read_jsonl, write_csv, write_jsonl
 
 WORDS = "the quick brown fox jumps over the lazy dog again and again today".split()

@@ -8,9 +8,9 @@ import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
 
 from common import data, modeling
-from common.tasks import tagging
 from common.data import ConllColumns, RawData
 from common.errors import UserError
+from common.tasks import tagging
 from conftest import FAST, SHARED_DATA, read_json, read_jsonl, run_recipe, write_jsonl
 
 TASK = "ner"

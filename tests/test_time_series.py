@@ -12,9 +12,9 @@ import torch
 from transformers import PatchTSTForClassification, PatchTSTForPretraining
 
 from common import args
-from common.tasks import series
 from common.errors import UserError
 from common.labels import LabelSet
+from common.tasks import series
 from conftest import OFFLINE_ENV, ROOT, read_json, read_jsonl, run_recipe
 
 TASK = "time_series_classification"

@@ -21,7 +21,6 @@ import copy
 import dataclasses
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -32,9 +31,9 @@ from transformers import PatchTSTConfig, PatchTSTForClassification, PatchTSTForP
 
 from common import args, artifacts, data, metrics, modeling, reports
 from common.data import RawData, TEST, TRAIN
+from common.errors import UserError
 from common.tasks import classification
 from common.techniques import augment
-from common.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -385,17 +384,12 @@ def pretrain(config, train_features, training_args, output_dir, epochs, mask_rat
 
 
 def prediction_writer(label_set, label_column):
-    """<split>_predictions.jsonl (predictions.jsonl for test): id, predicted_label, probabilities, label."""
+    """<split>_predictions.jsonl (predictions.jsonl for test): classification's rows without an input (id,
+    predicted_label, probabilities, label); for labelled splits the confusion matrix and examples.png."""
     def write(split, output, raw_split, output_dir):
         scores = metrics.scores_from_logits(output.predictions, label_set.problem_type)
-        ids = raw_split["id"] if "id" in raw_split.column_names else range(len(raw_split))
-        gold = raw_split[label_column] if label_column in raw_split.column_names else [None] * len(raw_split)
-        rows = [{"id": i, "predicted_label": label_set.names[int(np.argmax(s))],
-                 "probabilities": {n: round(float(p), 6) for n, p in zip(label_set.names, s)},
-                 **({"label": label_set.names[label_set.encode(g)]} if label_set.is_labelled(g) else {})}
-                for i, s, g in zip(ids, scores, gold)]
-        stem = "predictions" if split == TEST else f"{split}_predictions"
-        artifacts.write_jsonl(os.path.join(output_dir, f"{stem}.jsonl"), rows)
+        rows = classification.prediction_rows(split, scores, raw_split, label_set, [], label_column)
+        artifacts.write_jsonl(artifacts.split_file(output_dir, split, artifacts.PREDICTIONS), rows)
         if all("label" in row for row in rows):  # plots need gold labels
             predicted = np.argmax(scores, axis=-1)
             classification.confusion_matrix_plot(output_dir, split, output.label_ids, predicted, label_set.names)

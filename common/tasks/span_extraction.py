@@ -7,15 +7,13 @@ Every window keeps `example_index` (its example's row), `offset_mapping` (charac
 the evaluation loss is reported; a window that does not hold the whole answer points at CLS.
 """
 import logging
-import os
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from common import artifacts, reports
-from common.tasks import squad
-from common.data import TEST
 from common.errors import UserError
+from common.tasks import squad
 
 logger = logging.getLogger(__name__)
 
@@ -229,8 +227,7 @@ class SpanScorer:
         scores_by_answer_length.png; no prefix for test."""
         texts, null_odds, nbest = self._answers(output.predictions, self.windows[split], raw_split, with_nbest=True)
         golds = self._golds(raw_split)
-        prefix = "" if split == TEST else f"{split}_"
-        path = lambda name: os.path.join(output_dir, f"{prefix}{name}")  # noqa: E731
+        path = lambda name: artifacts.split_file(output_dir, split, name)  # noqa: E731
         artifacts.write_json(path("predictions.json"), texts)
         artifacts.write_json(path("nbest_predictions.json"), nbest)
         if null_odds is not None:
@@ -243,7 +240,7 @@ class SpanScorer:
             if golds is not None:
                 row["answers"] = golds[qid]
             rows.append(row)
-        artifacts.write_jsonl(path("predictions.jsonl"), rows)
+        artifacts.write_jsonl(path(artifacts.PREDICTIONS), rows)
         if golds is not None:
             reports.task_plot(output_dir, split, "scores_by_answer_length", lambda figure: (
                 draw_qa_scores_by_answer_length(figure, texts, golds, squad.exact_match, squad.f1)))

@@ -6,24 +6,22 @@ max_seq_length sub-tokens (never truncated, so every word is predicted), each wo
 first sub-token, and predictions are merged back to one tag per word before anything is scored or written.
 """
 import logging
-import os
 import re
 from dataclasses import dataclass
 
 import numpy as np
 from datasets import ClassLabel, List, Sequence
 
-from common import artifacts, labels, metrics, reports
-from common.techniques import augment
-from common.data import TEST, TRAIN, ConllColumns
+from common import artifacts, collators, labels, metrics, reports
+from common.data import TRAIN, ConllColumns
 from common.errors import UserError
 from common.labels import SINGLE
+from common.techniques import augment
 
 logger = logging.getLogger(__name__)
 
 SCHEMES = ("auto", "IOB1", "IOB2", "BIOES")
 TAG = re.compile(r"^([BIES])-(.+)$")
-IGNORED = -100  # label of sub-tokens that are not scored (special tokens, a word's later pieces)
 
 
 def _split(tag):
@@ -240,8 +238,8 @@ def window_encoder(tokenizer, tag_set, words_column, tags_column, max_length, st
             if gold:
                 ids = [label2id[t] for t in gold[example]]
                 out["gold_tags"].append(ids)
-                out["labels"].append([IGNORED if word is None else ids[word] if start >= 0
-                                      else inside[ids[word]] if label_all_tokens else IGNORED
+                out["labels"].append([collators.IGNORED if word is None else ids[word] if start >= 0
+                                      else inside[ids[word]] if label_all_tokens else collators.IGNORED
                                       for word, start in zip(word_ids, starts)])
         return out
     return encode
@@ -329,9 +327,8 @@ def prediction_writer(tag_set, encoded, words_column, tags_column):
             rows.append(row)
             gold = example[tags_column] if has_gold else [None] * len(words)
             lines += [" ".join(x for x in (word, g, p) if x is not None) for word, g, p in zip(words, gold, tags)] + [""]
-        stem = "predictions" if split == TEST else f"{split}_predictions"
-        artifacts.write_jsonl(os.path.join(output_dir, f"{stem}.jsonl"), rows)
-        artifacts.write_text(os.path.join(output_dir, f"{stem}.conll"), "\n".join(lines))
+        artifacts.write_jsonl(artifacts.split_file(output_dir, split, artifacts.PREDICTIONS), rows)
+        artifacts.write_text(artifacts.split_file(output_dir, split, "predictions.conll"), "\n".join(lines))
         if has_gold:
             gold = _names(tag_set, gold_from_windows(encoded[split]))
             scores = entity_scores(gold, predicted, tag_set.scheme)

@@ -22,7 +22,7 @@ import torch
 from transformers import AutoTokenizer, PatchTSTForClassification
 
 from common import artifacts, inference, modeling, onnx_models
-from common.args import FINISHED_MARKER, RESOLVED_CONFIG_NAME
+from common.args import RUN_FINISHED_MARKER, RESOLVED_CONFIG_NAME
 from common.errors import UserError, exits_cleanly
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def export(model_dir, output, quantize=None, overwrite=False) -> dict:
         model.config.save_pretrained(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
-        for name in (RESOLVED_CONFIG_NAME, FINISHED_MARKER):  # the columns common.tools.predict reads; the run's scores
+        for name in (RESOLVED_CONFIG_NAME, RUN_FINISHED_MARKER):  # the columns common.tools.predict reads; the run's scores
             if os.path.exists(os.path.join(model_dir, name)):
                 shutil.copy(os.path.join(model_dir, name), tmp)
         artifacts.write_json(os.path.join(tmp, onnx_models.EXPORT_INFO), info)

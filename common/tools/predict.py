@@ -18,12 +18,12 @@ from datasets import DatasetDict, Value
 from transformers import AutoTokenizer
 from transformers.trainer_utils import PredictionOutput
 
-from common import data, inference
-from common.tasks import classification, span_extraction, tagging
-from common.args import FINISHED_MARKER, RESOLVED_CONFIG_NAME, read_config_file
+from common import artifacts, data, inference
+from common.args import RUN_FINISHED_MARKER, RESOLVED_CONFIG_NAME, read_config_file
 from common.data import TEST
 from common.errors import UserError, exits_cleanly
 from common.labels import SINGLE, LabelSet
+from common.tasks import classification, span_extraction, tagging
 
 
 def main(argv=None):
@@ -69,7 +69,7 @@ def predict(model_dir, input_path, output_path, batch_size=32, threads=None, pro
     predictions = outputs[0] if len(outputs) == 1 else outputs
     with tempfile.TemporaryDirectory(dir=folder) as tmp:  # the writer's other files stay in there
         write(TEST, PredictionOutput(predictions, None, None), raw.splits[TEST], tmp)
-        os.replace(os.path.join(tmp, "predictions.jsonl"), output_path)
+        os.replace(artifacts.split_file(tmp, TEST, artifacts.PREDICTIONS), output_path)
     return len(rows)
 
 
@@ -168,7 +168,7 @@ class _SpanExtraction:
     @staticmethod
     def _trained_on_v2(model_dir):
         """version_2_with_negative left to the data: the run's results say (v2.0 scores have a best threshold)."""
-        path = os.path.join(model_dir, FINISHED_MARKER)
+        path = os.path.join(model_dir, RUN_FINISHED_MARKER)
         if not os.path.exists(path):
             return False
         with open(path, encoding="utf-8") as fh:

@@ -20,9 +20,9 @@ sys.path.insert(0, next(str(p) for p in Path(__file__).resolve().parents if (p /
 from transformers import AutoModelForTokenClassification  # noqa: E402
 
 from common import args, collators, data, modeling, training  # noqa: E402
+from common.errors import exits_cleanly  # noqa: E402
 from common.tasks import tagging  # noqa: E402
 from common.techniques import imbalance  # noqa: E402
-from common.errors import exits_cleanly  # noqa: E402
 
 
 @dataclass

@@ -16,10 +16,10 @@ sys.path.insert(0, next(str(p) for p in Path(__file__).resolve().parents if (p /
 from transformers import AutoModelForSequenceClassification  # noqa: E402
 
 from common import args, collators, data, metrics, modeling, training  # noqa: E402
-from common.tasks import classification  # noqa: E402
-from common.techniques import augment, imbalance  # noqa: E402
 from common.errors import exits_cleanly  # noqa: E402
 from common.labels import SINGLE, LabelSet  # noqa: E402
+from common.tasks import classification  # noqa: E402
+from common.techniques import augment, imbalance  # noqa: E402
 
 
 @dataclass

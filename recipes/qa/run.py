@@ -21,9 +21,9 @@ sys.path.insert(0, next(str(p) for p in Path(__file__).resolve().parents if (p /
 from transformers import AutoModelForQuestionAnswering  # noqa: E402
 
 from common import args, collators, data, modeling, training  # noqa: E402
+from common.errors import exits_cleanly  # noqa: E402
 from common.tasks import span_extraction, squad  # noqa: E402
 from common.techniques import augment  # noqa: E402
-from common.errors import exits_cleanly  # noqa: E402
 
 
 @dataclass

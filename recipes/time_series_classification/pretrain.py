@@ -15,8 +15,8 @@ sys.path.insert(0, next(str(p) for p in Path(__file__).resolve().parents if (p /
 from transformers import PatchTSTForPretraining  # noqa: E402
 
 from common import args, training  # noqa: E402
-from common.tasks import series  # noqa: E402
 from common.errors import exits_cleanly  # noqa: E402
+from common.tasks import series  # noqa: E402
 
 
 @exits_cleanly

@@ -19,10 +19,10 @@ from typing import Optional
 sys.path.insert(0, next(str(p) for p in Path(__file__).resolve().parents if (p / "common").is_dir()))
 
 from common import args, metrics, training  # noqa: E402
-from common.tasks import classification, series  # noqa: E402
 from common.data import TRAIN  # noqa: E402
 from common.errors import UserError, exits_cleanly  # noqa: E402
 from common.labels import SINGLE, LabelSet  # noqa: E402
+from common.tasks import classification, series  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,8 @@ logger = logging.getLogger(__name__)
 class TimeSeriesArguments(series.SeriesArguments):
     pretrain_epochs: int = field(
         default=0, metadata={"help": "First pre-train the backbone for this many epochs on the training split's "
-                                     "series (masked patches; saved in output_dir/pretrained), then fine-tune it."})
+                                     "series (masked patches; saved in output_dir/pretrained), then fine-tune it.",
+                             args.TRAINING_ONLY: True})
     pretrain_learning_rate: Optional[float] = field(default=None, metadata={"help": "Default: --learning_rate."})
 
 
