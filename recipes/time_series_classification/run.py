@@ -32,7 +32,7 @@ class TimeSeriesArguments(series.SeriesArguments):
     pretrain_epochs: int = field(
         default=0, metadata={"help": "First pre-train the backbone for this many epochs on the training split's "
                                      "series (masked patches; saved in output_dir/pretrained), then fine-tune it.",
-                             args.TRAINING_ONLY: True})
+                             **args.TRAINING_ONLY})
     pretrain_learning_rate: Optional[float] = field(default=None, metadata={"help": "Default: --learning_rate."})
 
 
