@@ -73,8 +73,8 @@ class Sst2(Task):
 
     def encode(self):
         from common import data
-        from common.tasks import classification
         from common.labels import LabelSet
+        from common.tasks import classification
         self.rows = self.first(data.read_file(str(DATA / "sst2/dev.tsv")))
         encode = classification.encoder(self.tokenizer, LabelSet(self.names), ["sentence"], "label", 128)
         return self.rows.map(encode, batched=True, remove_columns=self.rows.column_names)

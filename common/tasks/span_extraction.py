@@ -58,8 +58,9 @@ def window_encoder(tokenizer, question_column, context_column, answer_column, ma
                         stride=doc_stride, return_overflowing_tokens=True, return_offsets_mapping=True)
         sample = enc.pop("overflow_to_sample_mapping")
         labelled = answer_column is not None and answer_column in batch
-        columns = {"example_index": [], "cls_index": [], **({"start_positions": [], "end_positions": []}
-                                                          if labelled else {})}
+        columns = {"example_index": [], "cls_index": []}
+        if labelled:
+            columns.update(start_positions=[], end_positions=[])
         for j, offsets in enumerate(enc["offset_mapping"]):
             sequence_ids = enc.sequence_ids(j)
             offsets = [list(o) if s == context_sequence else [-1, -1] for o, s in zip(offsets, sequence_ids)]

@@ -220,7 +220,9 @@ def window_encoder(tokenizer, tag_set, words_column, tags_column, max_length, st
                         stride=stride, return_overflowing_tokens=True, return_offsets_mapping=True)
         gold = batch.get(tags_column)
         out = {k: enc[k] for k in enc if k not in ("offset_mapping", "overflow_to_sample_mapping")}
-        out.update(example_index=[], word_index=[], num_words=[], **({"labels": [], "gold_tags": []} if gold else {}))
+        out.update(example_index=[], word_index=[], num_words=[])
+        if gold:
+            out.update(labels=[], gold_tags=[])
         previous_example = None
         for w, example in enumerate(enc["overflow_to_sample_mapping"]):
             word_ids, offsets = enc.word_ids(w), enc["offset_mapping"][w]

@@ -19,7 +19,7 @@ Seeded by --seed: the same run makes the same copies, in every process of `accel
   not stay aligned, so the training split keeps only the words and the tags.
 - time series, after the checks and before resampling: `jitter` adds Gaussian noise of p times each channel's
   standard deviation; `scale` multiplies each channel by a smooth random curve around 1 (sigma p; a constant
-  factor would be undone exactly by the per-series z-normalisation of common.tasks.series); `slice` crops a window
+  factor would be undone exactly by the per-series z-normalisation of common.tasks.series_data); `slice` crops a window
   of (1 - p) of the series at a random place and stretches it back to the full length.
 """
 import logging
@@ -34,12 +34,12 @@ logger = logging.getLogger(__name__)
 
 TEXT_OPS = ("delete", "swap", "mask")
 NER_OPS = ("mentions",)  # common.tasks.tagging.training_mentions
-SERIES_OPS = ("jitter", "scale", "slice")  # common.tasks.series.training_series
+SERIES_OPS = ("jitter", "scale", "slice")  # common.tasks.series_data.training_series
 _KIND = {**{op: "text" for op in TEXT_OPS}, **{op: "NER" for op in NER_OPS}, **{op: "time-series" for op in SERIES_OPS}}
 
 
 # ---------------------------------------------------------------- entry points: text here; NER mentions in
-# common.tasks.tagging and series operations in common.tasks.series (each builds on checked_ops and extend)
+# common.tasks.tagging and series operations in common.tasks.series_data (each builds on checked_ops and extend)
 
 
 def training_texts(raw, cfg, columns, tokenizer):

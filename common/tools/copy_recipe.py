@@ -40,7 +40,7 @@ NEXT_STEPS = {
         "series_column_name (a list per row, a list of lists when multivariate) or one column per time step, "
         "and label_column_name; or dataset_name: ucr/NAME, or .ts files",
         "found in your data (any names); label_list fixes the set and its order",
-        "series.prepare (common/tasks/series.py): resampling to context_length and per-channel scaling"),
+        "series_data.prepare (common/tasks/series_data.py): resampling to context_length and per-channel scaling"),
 }
 
 

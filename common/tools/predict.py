@@ -152,17 +152,19 @@ class _SpanExtraction:
         return None
 
     def prepare(self, settings, config, tokenizer, raw, model_dir):
-        q, c, a = (settings[k] for k in ("question_column_name", "context_column_name", "answer_column_name"))
-        raw.require_texts([q, c])
+        question, context, answers = (settings[k] for k in ("question_column_name", "context_column_name",
+                                                            "answer_column_name"))
+        raw.require_texts([question, context])
         length, stride = settings.get("max_seq_length", 384), settings.get("doc_stride", 128)
-        span_extraction.check_windows_fit(tokenizer, raw, q, length, stride)
+        span_extraction.check_windows_fit(tokenizer, raw, question, length, stride)
         rows = raw.splits[TEST]
-        features = rows.map(span_extraction.window_encoder(tokenizer, q, c, None, length, stride), batched=True,
-                            with_indices=True, remove_columns=rows.column_names)
+        encoder = span_extraction.window_encoder(tokenizer, question, context, None, length, stride)
+        features = rows.map(encoder, batched=True, with_indices=True, remove_columns=rows.column_names)
+        version_2 = settings.get("version_2_with_negative") or self._trained_on_v2(model_dir)
         scorer = span_extraction.SpanScorer(
-            raw, {TEST: features}, q, c, a, settings.get("n_best_size", 20), settings.get("max_answer_length", 30),
-            settings.get("version_2_with_negative") or self._trained_on_v2(model_dir),
-            settings.get("null_score_diff_threshold", 0.0), progress=False)
+            raw, {TEST: features}, question, context, answers, settings.get("n_best_size", 20),
+            settings.get("max_answer_length", 30), version_2, settings.get("null_score_diff_threshold", 0.0),
+            progress=False)
         return features, scorer.write_predictions
 
     @staticmethod

@@ -22,13 +22,13 @@ from common import args, metrics, training  # noqa: E402
 from common.data import TRAIN  # noqa: E402
 from common.errors import UserError, exits_cleanly  # noqa: E402
 from common.labels import SINGLE, LabelSet  # noqa: E402
-from common.tasks import classification, series  # noqa: E402
+from common.tasks import classification, series_data, series_model  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class TimeSeriesArguments(series.SeriesArguments):
+class TimeSeriesArguments(series_data.SeriesArguments):
     pretrain_epochs: int = field(
         default=0, metadata={"help": "First pre-train the backbone for this many epochs on the training split's "
                                      "series (masked patches; saved in output_dir/pretrained), then fine-tune it.",
@@ -40,36 +40,36 @@ class TimeSeriesArguments(series.SeriesArguments):
 def main():
     cfg = args.parse(TimeSeriesArguments)
     d = cfg.data
-    series.use_threads(d.torch_threads)
+    series_model.use_threads(d.torch_threads)
 
     # Data and labels: ucr/NAME, .ts or csv/parquet rows; checked (columns, NaNs, channels) before anything is written.
-    raw = series.load(cfg)
+    raw = series_data.load(cfg)
     label_set = LabelSet.from_splits(raw, d.label_column_name, d.label_list, d.strict_labels, problem_type=SINGLE)
     classification.drop_unlabelled(raw, label_set, d.label_column_name)
-    arrays = series.to_arrays(raw)
-    raw, arrays = series.training_series(raw, arrays, cfg)  # --augment jitter,scale,slice: training series only
+    arrays = series_data.to_arrays(raw, d.series_column_name)
+    raw, arrays = series_data.training_series(raw, arrays, cfg)  # --augment jitter,scale,slice: training series
 
     # Model shape from the data (channels, length, patches) or from the checkpoint; series resampled and scaled to it.
     if d.pretrain_epochs and (cfg.model.model_name_or_path or not cfg.training.do_train):
         raise UserError("--pretrain_epochs pre-trains a new backbone before training: drop --model_name_or_path, "
                         "and pass --do_train")
-    config = series.model_config(cfg, arrays, label_set)
-    encoded = series.features(arrays, config, label_set, raw, d.label_column_name)
+    config = series_model.model_config(cfg, arrays, label_set)
+    encoded = series_data.features(arrays, config, label_set, raw, d.label_column_name)
     cfg.training.label_names = ["target_values"]  # PatchTST's name for the labels
 
     # Optional self-supervised pre-training on the training series only; its backbone is then fine-tuned.
     pretrained = None
     if d.pretrain_epochs:
         pretrained = os.path.join(cfg.training.output_dir, "pretrained")
-        result = series.pretrain(config, encoded[TRAIN], cfg.training, pretrained, d.pretrain_epochs, d.mask_ratio,
-                                 d.pretrain_learning_rate)
+        result = series_model.pretrain(config, encoded[TRAIN], cfg.training, pretrained, d.pretrain_epochs,
+                                       d.mask_ratio, d.pretrain_learning_rate)
         logger.warning("pre-trained on %d training series: loss %.4f, saved in %s", len(encoded[TRAIN]),
                        result["train_loss"], pretrained)
 
     trainers = training.TrainerFactory(  # a Trainer per run, or per trial under --hpo_trials
-        series.model_factory(config, pretrained), None, encoded, series.collate,
+        series_model.model_factory(config, pretrained), None, encoded, series_data.collate,
         compute_metrics=metrics.for_labels(label_set), main_metric=metrics.main_metric(SINGLE))
-    training.run(trainers, cfg, raw, encoded, series.prediction_writer(label_set, d.label_column_name))
+    training.run(trainers, cfg, raw, encoded, series_data.prediction_writer(label_set, d.label_column_name))
 
 
 if __name__ == "__main__":
