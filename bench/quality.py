@@ -1,59 +1,124 @@
-"""Quality runs on real public data (../shared/data): full training with the default model.
+"""Quality over several seeds on real public data (../shared/data), with the default model.
 
-    python bench/quality.py                 # every run below
-    python bench/quality.py conll2003       # one of them
-    python bench/quality.py squad           # extractive QA (F1/EM); squad_run_qa_defaults: HF run_qa's settings
+    python bench/quality.py rte --seeds 42 43 44                 # the bench config, 3 seeds
+    python bench/quality.py rte_hf_defaults --seeds 42 43 44     # HF run_glue's defaults, through the recipe
+    python bench/quality.py conll2003 --seeds 42 --num_train_epochs 5   # flags after the name override
 
-Each run's metrics, wall time and peak memory go to bench/results.md (and bench/out/<name>/).
+Every finished run is appended at once to bench/quality_runs.jsonl (metrics, wall time, machine load), and
+bench/quality_results.md is written anew from it: one row per configuration and flag overrides, mean ±
+standard deviation and the spread over its seeds. A configuration's seeds run one after another; stopping
+the script keeps every run that finished.
 """
+import argparse
+import datetime
 import json
 import os
-import resource
+import platform
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNS = {  # name: (recipe, config, metric shown)
-    "sst2": ("text_classification", "bench/configs/sst2.yaml", "eval_accuracy"),
-    "rte": ("nli", "bench/configs/rte.yaml", "eval_accuracy"),
-    "conll2003": ("ner", "bench/configs/conll2003.yaml", "predict_f1"),  # entity F1 on the test set
-    "squad": ("qa", "bench/configs/squad.yaml", "eval_f1"),
-    "squad_run_qa_defaults": ("qa", "bench/configs/squad_run_qa_defaults.yaml", "eval_f1"),
+RUNS_FILE, RESULTS_FILE = ROOT / "bench/quality_runs.jsonl", ROOT / "bench/quality_results.md"
+# name: (recipe, what it reports: result key -> column title). Each name has bench/configs/<name>.yaml.
+TASKS = {
+    "sst2": ("text_classification", {"eval_accuracy": "dev accuracy"}),
+    "rte": ("nli", {"eval_accuracy": "dev accuracy"}),
+    "conll2003": ("ner", {"predict_f1": "test entity F1", "eval_f1": "dev entity F1"}),
+    "squad": ("qa", {"eval_f1": "dev F1", "eval_exact_match": "dev EM"}),
 }
+RUNS = {name: TASKS[name.split("_")[0]] for name in
+        ("sst2", "sst2_hf_defaults", "rte", "rte_hf_defaults", "conll2003", "conll2003_hf_defaults",
+         "squad", "squad_hf_defaults", "squad_run_qa_defaults")}
 
 
-def run(name):
-    recipe, config, metric = RUNS[name]
-    command = [sys.executable, f"recipes/{recipe}/run.py", config, *sys.argv[2:]]
-    start = time.time()
-    subprocess.run(command, cwd=ROOT, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+def run_one(name, seed, overrides) -> dict:
+    recipe, reported = RUNS[name]
+    out = f"bench/out/{name}{_slug(overrides)}_seed{seed}"
+    command = [f"recipes/{recipe}/run.py", f"bench/configs/{name}.yaml", *overrides, "--seed", str(seed),
+               "--output_dir", out, "--overwrite_output_dir", "true"]
+    load_before, start = os.getloadavg()[0], time.time()
+    subprocess.run([sys.executable, *command], cwd=ROOT, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     wall = time.time() - start
-    peak_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
-    overrides = sys.argv[2:]
-    out = overrides[overrides.index("--output_dir") + 1] if "--output_dir" in overrides else f"bench/out/{name}"
     results = json.loads((ROOT / out / "all_results.json").read_text())
-    score = (f"{results[metric]:.4f}" if metric == "eval_accuracy" else f"{results[metric]:.4f} ({metric})"
-             if metric != "eval_f1" else f"F1 {results[metric]:.1f}, EM {results['eval_exact_match']:.1f}")  # QA
-    return (f"| {name} | `python {' '.join(command[1:])}` | {score} | "
-            f"{results['train_samples']} x {results['epoch']:.0f} ep | {wall / 60:.1f} min | "
-            f"{results['train_samples_per_second']:.0f} | {peak_gib:.1f} GiB | {machine()} |")
+    return {"date": datetime.datetime.now().isoformat(timespec="seconds"), "name": name, "overrides": overrides,
+            "seed": seed, "command": "python " + " ".join(command),
+            "metrics": {key: results[key] for key in reported if key in results},
+            "wall_minutes": round(wall / 60, 2), "train_samples": results.get("train_samples"),
+            "epochs": results.get("epoch"), "load_before": round(load_before, 1),
+            "load_after": round(os.getloadavg()[0], 1), "machine": machine()}
 
 
-def machine():
+def summary(runs) -> str:
+    groups = {}
+    for run in runs:
+        groups.setdefault((run["name"], tuple(run["overrides"])), []).append(run)
+    lines = ["# Quality over seeds", "",
+             "Written by `python bench/quality.py NAME --seeds ...` from bench/quality_runs.jsonl (one line per "
+             "finished run). Mean ± standard deviation over the seeds, then the lowest and highest; scores in "
+             "points (x100). Wall time: mean minutes per run, with the machine's 1-minute load average when "
+             "the runs started and ended (2 cores: a load above 2 means other work shared them).", ""]
+    for task, (_, reported) in TASKS.items():
+        rows = [(key, group) for key, group in groups.items() if RUNS[key[0]] == TASKS[task]]
+        if not rows:
+            continue
+        titles = list(reported.values())
+        lines += [f"## {task}", "", "| config | flags | seeds | " + " | ".join(titles) +
+                  " | wall time | load | machine | dates |", "|---|---|---|" + "---|" * len(titles) + "---|---|---|---|"]
+        for (name, overrides), group in rows:
+            scores = [_spread([100 * r["metrics"][key] for r in group if key in r["metrics"]]) for key in reported]
+            walls = [r["wall_minutes"] for r in group]
+            loads = [r["load_before"] for r in group] + [r["load_after"] for r in group]
+            dates = sorted(r["date"][:10] for r in group)
+            lines.append(f"| `bench/configs/{name}.yaml` | {' '.join(overrides) or '-'} | "
+                         f"{', '.join(str(r['seed']) for r in group)} | " + " | ".join(scores) +
+                         f" | {statistics.mean(walls):.1f} min | {min(loads):.1f}–{max(loads):.1f} | "
+                         f"{group[-1]['machine']} | {dates[0]}{'' if dates[0] == dates[-1] else ' – ' + dates[-1]} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _spread(values) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"**{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}** ({min(values):.1f}–{max(values):.1f})"
+
+
+def _slug(overrides) -> str:
+    return "".join(f"_{part.lstrip('-')}" for part in overrides).replace("/", "-")[:80]
+
+
+def machine() -> str:
     import torch
-    return torch.cuda.get_device_name() if torch.cuda.is_available() else f"{os.cpu_count()}-core CPU"
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    isa = "AMX" if "amx_bf16" in flags else "AVX512-BF16" if "avx512_bf16" in flags else "no bf16"
+    model = next((line.split(":", 1)[1].strip() for line in flags.splitlines() if line.startswith("model name")),
+                 platform.processor())
+    return f"{os.cpu_count()}-core {model.split()[0]} CPU, {isa}"
+
+
+def read_runs() -> list:
+    return [json.loads(line) for line in RUNS_FILE.read_text().splitlines() if line.strip()] if RUNS_FILE.exists() else []
 
 
 if __name__ == "__main__":
-    names = sys.argv[1:2] or list(RUNS)
-    rows = [run(name) for name in names]
-    results_md = ROOT / "bench/results.md"
-    header = ("| run | command | dev accuracy | training | wall time | train samples/s | peak RSS | machine |\n"
-              "|---|---|---|---|---|---|---|---|\n")
-    lines = (results_md.read_text() if results_md.exists() else "# Quality runs\n\n" + header).splitlines()
-    table = lines.index(header.splitlines()[1])  # rows go at the end of the quality table, before later sections
-    end = next((i for i in range(table + 1, len(lines)) if not lines[i].startswith("|")), len(lines))
-    results_md.write_text("\n".join(lines[:end] + rows + lines[end:]) + "\n")
-    print("\n".join(rows))
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name", choices=sorted(RUNS), nargs="?", help="bench/configs/<name>.yaml")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
+    parser.add_argument("--summary", action="store_true", help="only write bench/quality_results.md again")
+    known, overrides = parser.parse_known_args()
+    if not known.summary:
+        if known.name is None:
+            parser.error("name a configuration, or pass --summary")
+        for seed in known.seeds:
+            with RUNS_FILE.open("a") as fh:
+                fh.write(json.dumps(run_one(known.name, seed, overrides)) + "\n")
+            RESULTS_FILE.write_text(summary(read_runs()))
+    RESULTS_FILE.write_text(summary(read_runs()))
+    print(RESULTS_FILE.read_text())

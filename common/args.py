@@ -30,6 +30,9 @@ RECIPE_COMMENT = "# recipe: "  # first line of run_config.yaml
 # --lora without a learning rate (neither on the command line nor in the config file): adapters want about 10x
 # full fine-tuning's rate (studies/lora_results.md). An explicit --learning_rate always wins.
 LORA_LEARNING_RATE = 5e-4
+# Every recipe's defaults where TrainingArguments' generic ones are wrong for fine-tuning (a recipe's run.py adds
+# its own, e.g. epochs, learning rate, batches grouped by length): a warm-up and weight decay as in BERT's recipe.
+TRAINING_DEFAULTS = {"warmup_steps": 0.1, "weight_decay": 0.01}
 # Flags of HF's example scripts (run_glue, run_classification, run_ner, run_qa) spelt another way here:
 # the value is passed on under this project's name.
 RENAMED = {"validation_split_name": "eval_split_names", "test_split_name": "predict_split_name"}
@@ -207,6 +210,9 @@ class RunArguments:
     hpo_seed: Optional[int] = field(
         default=None, metadata={"help": "Sampler seed, for a reproducible single-worker search. Default: "
                                         "random, so parallel workers try different points."})
+    hpo_train_best: bool = field(
+        default=True, metadata={"help": "Train the best trial's settings again when the search ends. false: only "
+                                        "choose them (best_run.json), e.g. on a split of train, to train elsewhere."})
     hpo_heartbeat_interval: int = field(
         default=60, metadata={"help": "Seconds between a running trial's heartbeats (RDB storages); a trial "
                                       "silent for 2 intervals (killed worker) is failed and retried."})
@@ -230,18 +236,25 @@ class Config(NamedTuple):
     training: TrainingArguments
 
 
-def parse(data_class=DataArguments, argv=None) -> Config:
+def parse(data_class=DataArguments, argv=None, defaults=None) -> Config:
     """Parse the command line (and an optional leading config file) into the recipe's Config.
-    data_class: the recipe's subclass of DataArguments, holding its task-specific flags."""
+    data_class: the recipe's subclass of DataArguments, holding its task-specific flags.
+    defaults: the recipe's tuned settings ({flag: value}, over TRAINING_DEFAULTS), used wherever neither the
+    config file nor the command line sets them: a bare HF-style command line trains as the config does."""
     argv = list(sys.argv[1:] if argv is None else argv)
     classes = (ModelArguments, data_class, RunArguments, TrainingArguments)
     known = {f.name for c in classes for f in dataclasses.fields(c) if f.init} | set(RENAMED) | set(RETIRED)
+    defaults = {**TRAINING_DEFAULTS, **(defaults or {})}
+    unknown = sorted(set(defaults) - known)
+    if unknown:  # a recipe's own mistake, caught by its first run
+        raise ValueError(f"recipe defaults name no flag: {', '.join(unknown)}")
     prefix, config_path = [], None
     if argv and argv[0].endswith(CONFIG_EXTENSIONS):
         config_path, argv = argv[0], argv[1:]
         prefix = _to_argv(read_config_file(config_path), known, config_path)
     argv = _hf_spellings(prefix + argv, _optional_booleans(classes))
     parser = HfArgumentParser(classes, allow_abbrev=False)  # --learning_rat must not mean --learning_rate
+    parser.set_defaults(**defaults)
     source = f" (from {config_path} or the command line)" if config_path else ""
 
     def error(message):

@@ -408,7 +408,11 @@ class Search:
             claim = self._claim(last)
             chosen = claim.get("trial") != best.number or {k: claim.get(k) for k in here} == here
         trained_before = _trained_trial(self.output_dir)
-        if not chosen:
+        if not self.run_args.hpo_train_best:
+            print(f"search: best trial {best.number} ({self.objective.metric}={best.value:.4f}); its settings are "
+                  f"in {os.path.join(self.output_dir, BEST_RUN)} (--hpo_train_best false: not trained)", flush=True)
+            chosen = False
+        elif not chosen:
             who = (f"the worker on {claim['host']} trains it into {claim['output_dir']}" if claim
                    else f"the worker that ran trial {last.number} trains it")
             print(f"search: best trial {best.number} ({self.objective.metric}={best.value:.4f}); {who}", flush=True)

@@ -243,3 +243,15 @@ def test_growing_a_finished_search_retrains_only_a_new_best(tiny_model, demo_dat
                                             "--hpo_seed", "3", *shared))
     assert f"search: best trial {best} " in joined.stdout and f"trains it into {out}" in joined.stdout
     assert not (late / "all_results.json").exists() and (late / "best_run.json").exists()
+
+
+def test_a_search_that_only_chooses_settings_trains_no_best(tiny_model, demo_data, tmp_path):
+    """--hpo_train_best false, on a split of train (bench/choose.py): best_run.json holds the choice; no model."""
+    out = tmp_path / "out"
+    proc = run_recipe(TASK, *_search_args(tiny_model, demo_data, out, _space(tmp_path), "--hpo_trials", "2",
+                                          "--hpo_train_best", "false", "--validation_file", "",
+                                          "--validation_split_percentage", "20", "--do_predict", "false"))
+    best = read_json(out / "best_run.json")
+    assert f"search: best trial {best['trial']} " in proc.stdout and "not trained" in proc.stdout
+    assert not (out / "all_results.json").exists() and not (out / "model.safetensors").exists()
+    assert _study(out / "hpo.db").best_trial.number == best["trial"]
