@@ -65,8 +65,9 @@ def scores_from_logits(logits, problem_type):
 
 
 def for_labels(label_set, threshold=0.5, metric_name=None):
-    """A compute_metrics(eval_prediction, split) for training.TrainerFactory, for a common.labels.LabelSet. metric_name (run_classification's --metric_name):
-    an evaluate module too, by Hub name or local path; its results join these (main metric and reports use these)."""
+    """A compute_metrics(eval_prediction, split) for training.TrainerFactory, for a common.labels.LabelSet.
+    metric_name (run_classification's --metric_name): an evaluate module too, by Hub name or local path; its
+    results join these (main metric and reports use these)."""
     extra = named(metric_name, label_set.problem_type) if metric_name else None
 
     def compute(eval_prediction, split=None):  # every split is scored alike
