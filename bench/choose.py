@@ -24,13 +24,13 @@ if __name__ == "__main__":
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--held_out", type=int, default=20, help="%% of the training file scored by the trials")
     known, overrides = parser.parse_known_args()
-    out = ROOT / f"bench/out/choose_{known.name}"
+    out = f"bench/out/choose_{known.name}"  # relative to the repository root, where the recipe runs
     command = [sys.executable, f"recipes/{RECIPES[known.name]}/run.py", f"bench/configs/{known.name}.yaml",
                "--validation_file", "", "--do_predict", "false",
                "--validation_split_percentage", str(known.held_out),
                "--hpo_trials", str(known.trials), "--hpo_space", f"bench/configs/{known.name}_space.yaml",
                "--hpo_storage", f"sqlite:///{out}/hpo.db", "--hpo_seed", "0", "--hpo_train_best", "false",
-               "--eval_strategy", "epoch", "--output_dir", str(out), *overrides]
+               "--eval_strategy", "epoch", "--output_dir", out, *overrides]
     log = ROOT / f"bench/search/{known.name}.log"
     log.parent.mkdir(exist_ok=True)
     with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True,
@@ -44,4 +44,4 @@ if __name__ == "__main__":
     if proc.returncode:
         sys.exit(proc.returncode)
     for name in ("trials.csv", "best_run.json"):
-        shutil.copy(out / name, ROOT / f"bench/search/{known.name}_{name}")
+        shutil.copy(ROOT / out / name, ROOT / f"bench/search/{known.name}_{name}")
