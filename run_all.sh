@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-python -m common.demo_data demo_data
+python -m common.tools.demo_data demo_data
 for recipe in recipes/*/; do
   [ -f "$recipe/run.py" ] && [ -f "$recipe/config.yaml" ] || continue
   echo "=== $(basename "$recipe")"

@@ -1,5 +1,5 @@
 """Inference speed and quality of one trained model per task, four ways, on the same dev inputs:
-PyTorch fp32, PyTorch bf16 autocast, ONNX Runtime fp32 and ONNX Runtime int8 (python -m common.export).
+PyTorch fp32, PyTorch bf16 autocast, ONNX Runtime fp32 and ONNX Runtime int8 (python -m common.tools.export).
 
     python bench/inference.py                       # models in bench/out/serve/{sst2,conll2003,squad}
     python bench/inference.py sst2 --batch1 200     # one task; batch-1 timing on the first 200 inputs
@@ -72,8 +72,9 @@ class Sst2(Task):
     metric, key_column = "accuracy", "sentence"
 
     def encode(self):
-        from common import classification, data
+        from common import data
         from common.labels import LabelSet
+        from common.tasks import classification
         self.rows = self.first(data.read_file(str(DATA / "sst2/dev.tsv")))
         encode = classification.encoder(self.tokenizer, LabelSet(self.names), ["sentence"], "label", 128)
         return self.rows.map(encode, batched=True, remove_columns=self.rows.column_names)
@@ -89,7 +90,8 @@ class Conll(Task):
     metric, per_token, key_column = "entity F1", True, "tokens"
 
     def encode(self):
-        from common import data, tagging
+        from common import data
+        from common.tasks import tagging
         self.rows = self.first(data.read_file(str(DATA / "conll2003/dev.txt"),
                                               conll=data.ConllColumns("tokens", "ner_tags")))
         self.tag_set = tagging.TagSet(self.names, "IOB2")
@@ -97,16 +99,16 @@ class Conll(Task):
         return self.rows.map(encode, batched=True, with_indices=True, remove_columns=self.rows.column_names)
 
     def predictions(self, outputs):
-        from common import tagging
+        from common.tasks import tagging
         ids = tagging.words_from_windows(outputs[0].argmax(-1), self.features)
         return [[self.names[i] if i >= 0 else "O" for i in sentence] for sentence in ids]
 
     def comparable(self, tags, words):
-        from common import tagging
+        from common.tasks import tagging
         return tagging.entities(tags, words)  # the entity groups: type, word span, text
 
     def score(self, predicted):
-        from common import tagging
+        from common.tasks import tagging
         return tagging.entity_scores(self.rows["ner_tags"], predicted)["f1"]
 
 
@@ -114,19 +116,20 @@ class Squad(Task):
     metric, outputs, per_token = "F1", ("start_logits", "end_logits"), True
 
     def encode(self):
-        from common import data, span_extraction
+        from common import data
+        from common.tasks import span_extraction
         self.rows = self.first(data.read_file(str(DATA / "squad/dev.json")))
         encode = span_extraction.window_encoder(self.tokenizer, "question", "context", None, 384, 128)
         return self.rows.map(encode, batched=True, with_indices=True, remove_columns=self.rows.column_names)
 
     def predictions(self, outputs):
-        from common import span_extraction, squad
+        from common.tasks import span_extraction, squad
         texts, _, _ = span_extraction.extract_answers(outputs, self.features, self.rows["context"],
                                                       squad.example_ids(self.rows))
         return list(texts.values())
 
     def score(self, predicted):
-        from common import squad
+        from common.tasks import squad
         ids = squad.example_ids(self.rows)
         golds = {i: squad.answers_of(a)[0] for i, a in zip(ids, self.rows["answers"])}
         return squad.score(dict(zip(ids, predicted)), golds)["f1"] / 100
@@ -140,7 +143,8 @@ def models(task, threads):
     """way -> (model, autocast?), the exports made first if missing."""
     import torch
 
-    from common import export, inference
+    from common import inference
+    from common.tools import export
     exported = {}
     for name, quantize in (("onnx", None), ("onnx-int8", "int8")):
         path = os.path.join(task.model_dir, name)

@@ -11,7 +11,7 @@ for the from-scratch run), as a subprocess, so its wall time includes start-up, 
 baselines are fit on the same train split and scored on the same test split. With --seeds N, PatchTST runs with
 --seed 42, 43, ... and MiniRocket with random_state 0, 1, ...; a cell is then the mean accuracy [min–max] (mean
 wall time); 1-NN-DTW has no randomness and runs once. With several seeds the pre-trained runs are also ensembled
-(`python -m common.ensemble`, mean class probabilities); its wall time is all members' plus the ensembling. Every
+(`python -m common.tools.ensemble`, mean class probabilities); its wall time is all members' plus the ensembling. Every
 run appends a section (date, command, load) to bench/time_series_results.md.
 """
 import argparse
@@ -47,12 +47,12 @@ def patchtst(name, pretrain, extra, seed=42):
 
 
 def ensemble(name, seeds, runs):
-    """common.ensemble over the pre-trained runs of these seeds (mean class probabilities): test accuracy, and the
+    """common.tools.ensemble over the pre-trained runs of these seeds (mean class probabilities): test accuracy, and the
     wall time of all members (`runs`) plus the ensembling."""
     members = [run_dir(name, True, seed) for seed in seeds]
     out = f"bench/out/ts/{name}_ensemble"
     start = time.time()
-    subprocess.run([sys.executable, "-m", "common.ensemble", *members, "--output_dir", out, "--overwrite_output_dir"],
+    subprocess.run([sys.executable, "-m", "common.tools.ensemble", *members, "--output_dir", out, "--overwrite_output_dir"],
                    cwd=ROOT, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True)
     summary = json.loads((ROOT / out / "ensemble_results.json").read_text())
     return summary["splits"]["test"]["ensemble"]["accuracy"], time.time() - start + sum(s for _, s in runs)

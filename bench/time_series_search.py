@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.time_series import CONFIG, DATASETS  # noqa: E402
-from common.series import default_patch_length  # noqa: E402
+from common.tasks.series_model import default_patch_length  # noqa: E402
 
 OUT = ROOT / "bench" / "out" / "ts_search"
 LOG = ROOT / "bench" / "time_series_search.jsonl"

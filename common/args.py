@@ -5,6 +5,7 @@
 A single leading `.yaml`/`.yml`/`.json` argument is a config file; flags after it override it.
 Every TrainingArguments flag is accepted unchanged.
 """
+import argparse
 import dataclasses
 import difflib
 import json
@@ -24,7 +25,7 @@ from common.errors import UserError
 
 CONFIG_EXTENSIONS = (".yaml", ".yml", ".json")
 RESOLVED_CONFIG_NAME = "run_config.yaml"
-FINISHED_MARKER = "all_results.json"  # written last by a completed run
+RUN_FINISHED_MARKER = "all_results.json"  # written last by a completed run
 RECIPE_COMMENT = "# recipe: "  # first line of run_config.yaml
 # --lora without a learning rate (neither on the command line nor in the config file): adapters want about 10x
 # full fine-tuning's rate (studies/lora_results.md). An explicit --learning_rate always wins.
@@ -39,8 +40,30 @@ RENAMED = {"validation_split_name": "eval_split_names", "test_split_name": "pred
 RETIRED = {"use_auth_token": "--use_auth_token was removed from transformers and datasets: pass --token TOKEN, "
                              "or log in once with `hf auth login`"}
 BOOL_WORDS = {"true", "false", "yes", "no", "t", "f", "y", "n", "1", "0"}  # what string_to_bool reads
+# TrainingArguments' settings that only training, evaluation or the run's own data need (a saved model
+# predicting another file drops them: common.tools.ensemble). This project's own carry TRAINING_ONLY in their
+# field metadata (below); TrainingArguments' fields are HF's, so theirs are named here.
+TRAINER_TRAINING_ONLY = ("eval_strategy", "save_strategy", "load_best_model_at_end", "metric_for_best_model",
+                         "greater_is_better", "report_to", "resume_from_checkpoint", "output_dir", "do_train",
+                         "do_eval", "do_predict")
 
 logger = logging.getLogger(__name__)
+
+
+class _Store(argparse.Action):
+    """argparse's plain store, taking the `training_only` mark: HfArgumentParser hands a field's metadata to
+    add_argument, which accepts no keyword it does not know."""
+
+    def __init__(self, option_strings, dest, training_only=False, **kwargs):
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+
+
+# Field metadata of a setting that only training, evaluation or the run's own data need:
+# `metadata={"help": ..., **TRAINING_ONLY}`. Read by training_only_flags.
+TRAINING_ONLY = {"training_only": True, "action": _Store}
 
 
 @dataclass
@@ -72,7 +95,7 @@ class ModelArguments:
     cache_features: bool = field(
         default=False, metadata={"help": "With --freeze_encoder: run the frozen encoder once per distinct input and "
                                          "train the head on its cached outputs (later epochs cost only the head)."})
-    lora: bool = field(default=False, metadata={"help": "Wrap the model in PEFT LoRA adapters."})
+    lora: bool = field(default=False, metadata={"help": "Wrap the model in PEFT LoRA adapters.", **TRAINING_ONLY})
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.1
@@ -91,12 +114,14 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
-    dataset_name: Optional[str] = field(default=None, metadata={"help": "Hub dataset name."})
-    dataset_config_name: Optional[str] = None
-    train_file: Optional[str] = field(default=None, metadata={"help": "csv, tsv, json, jsonl or parquet."})
+    dataset_name: Optional[str] = field(default=None, metadata={"help": "Hub dataset name.", **TRAINING_ONLY})
+    dataset_config_name: Optional[str] = field(default=None, metadata=TRAINING_ONLY)
+    train_file: Optional[str] = field(default=None, metadata={"help": "csv, tsv, json, jsonl or parquet.",
+                                                              **TRAINING_ONLY})
     validation_file: Optional[list[str]] = field(
-        default=None, metadata={"help": "One or more files; each is evaluated and reported separately."})
-    test_file: Optional[str] = None
+        default=None, metadata={"help": "One or more files; each is evaluated and reported separately.",
+                                **TRAINING_ONLY})
+    test_file: Optional[str] = field(default=None, metadata=TRAINING_ONLY)
     train_split_name: str = field(default="train", metadata={"help": "Hub split to train on."})
     eval_split_names: list[str] = field(
         default_factory=lambda: ["validation"],
@@ -106,13 +131,14 @@ class DataArguments:
         default=None, metadata={"help": "Comma-separated splits to leave out (train, validation, test), as if not given."})
     remove_columns: Optional[str] = field(default=None, metadata={"help": "Comma-separated columns to drop from every split."})
     validation_split_percentage: Optional[int] = field(
-        default=None, metadata={"help": "Hold out this % of train for evaluation when there is no validation set."})
+        default=None, metadata={"help": "Hold out this % of train for evaluation when there is no validation set.",
+                                **TRAINING_ONLY})
     shuffle_train_dataset: bool = field(
         default=False, metadata={"help": "Shuffle the training split once, before --max_train_samples takes its first rows."})
     shuffle_seed: int = 42
-    max_train_samples: Optional[int] = None
-    max_eval_samples: Optional[int] = None
-    max_predict_samples: Optional[int] = None
+    max_train_samples: Optional[int] = field(default=None, metadata=TRAINING_ONLY)
+    max_eval_samples: Optional[int] = field(default=None, metadata=TRAINING_ONLY)
+    max_predict_samples: Optional[int] = field(default=None, metadata=TRAINING_ONLY)
     max_seq_length: int = field(default=128, metadata={"help": "Longer inputs are truncated."})
     pad_to_max_length: bool = field(
         default=False, metadata={"help": "Pad every batch to max_seq_length (HF examples' default; slower) "
@@ -122,14 +148,16 @@ class DataArguments:
                                         "bf16/fp16 on a GPU (tensor cores), else 1 (faster on CPUs: bench/ablations.py)."})
     label_column_name: str = "label"
     label_list: Optional[list[str]] = field(
-        default=None, metadata={"help": "The label set, in this order. Default: union of labelled splits."})
+        default=None, metadata={"help": "The label set, in this order. Default: union of labelled splits.",
+                                **TRAINING_ONLY})
     strict_labels: bool = field(
         default=False, metadata={"help": "Fail if an evaluation/test label never occurs in train."})
     preprocessing_num_workers: Optional[int] = None
     overwrite_cache: bool = field(default=False, metadata={"help": "Tokenize again instead of reusing the datasets cache."})
     augment: Optional[list[str]] = field(
         default=None, metadata={"help": "Label-preserving augmentation of the training split only: delete, swap, "
-                                        "mask (text); mentions (NER); jitter, scale, slice (time series)."})
+                                        "mask (text); mentions (NER); jitter, scale, slice (time series).",
+                                        **TRAINING_ONLY})
     augment_factor: int = field(default=1, metadata={"help": "Augmented copies added per training example."})
     augment_probability: float = field(
         default=0.1, metadata={"help": "How strongly a copy differs: share of words (text) or of entity mentions (NER) "
@@ -139,7 +167,7 @@ class DataArguments:
 @dataclass
 class RunArguments:
     early_stopping_patience: Optional[int] = field(
-        default=None, metadata={"help": "Stop after this many evaluations without improvement."})
+        default=None, metadata={"help": "Stop after this many evaluations without improvement.", **TRAINING_ONLY})
     head_learning_rate: Optional[float] = field(
         default=None, metadata={"help": "Learning rate of the task head (the weights outside the pre-trained "
                                         "encoder). Default: --learning_rate."})
@@ -148,13 +176,14 @@ class RunArguments:
                                         "this factor times the rate of the layer above (e.g. 0.8); embeddings last."})
     class_weights: Optional[str] = field(
         default=None, metadata={"help": "'balanced' or one weight per label, e.g. '1,5': a weighted loss for "
-                                        "imbalanced classes."})
+                                        "imbalanced classes.", **TRAINING_ONLY})
     focal_gamma: Optional[float] = field(
         default=None, metadata={"help": "Focal loss (Lin et al. 2017): down-weight easy examples by "
-                                        "(1 - p)^gamma, e.g. 2. Combines with --class_weights."})
+                                        "(1 - p)^gamma, e.g. 2. Combines with --class_weights.", **TRAINING_ONLY})
     oversample: bool = field(
         default=False, metadata={"help": "Repeat training examples of rarer classes (sampled with replacement) "
-                                         "until every class is as frequent as the most common one."})
+                                         "until every class is as frequent as the most common one.",
+                                         **TRAINING_ONLY})
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Allow writing over a finished run's output directory."})
     auto_bf16: bool = field(
@@ -162,18 +191,19 @@ class RunArguments:
                                         "CPUs with AVX512-BF16/AMX) and neither --bf16 nor --fp16 is given."})
     hpo_trials: int = field(
         default=0, metadata={"help": "Optuna hyperparameter search: this many trials in the study, then the "
-                                     "best trained again and saved. 0: no search."})
+                                     "best trained again and saved. 0: no search.", **TRAINING_ONLY})
     hpo_space: Optional[str] = field(
         default=None, metadata={"help": "YAML/JSON search space. Default: learning rate, batch size, epochs, "
-                                        "warm-up, weight decay, and LoRA r/alpha/dropout or freezing."})
+                                        "warm-up, weight decay, and LoRA r/alpha/dropout or freezing.",
+                                        **TRAINING_ONLY})
     hpo_storage: Optional[str] = field(
         default=None, metadata={"help": "Optuna storage shared by workers: an RDB URL (sqlite:///x.db, "
                                         "postgresql://...) or a journal file (x.log). Default: "
-                                        "sqlite:///<output_dir>/hpo.db."})
+                                        "sqlite:///<output_dir>/hpo.db.", **TRAINING_ONLY})
     hpo_study_name: str = field(default="search", metadata={"help": "Study in the storage to create or resume."})
     hpo_metric: Optional[str] = field(
         default=None, metadata={"help": "Evaluation metric to optimise, e.g. f1_macro or loss (minimised). "
-                                        "Default: the recipe's main metric."})
+                                        "Default: the recipe's main metric.", **TRAINING_ONLY})
     hpo_pruner: str = field(default="median", metadata={"help": "median, hyperband or none.",
                                                         "choices": ["median", "hyperband", "none"]})
     hpo_timeout: Optional[float] = field(default=None, metadata={"help": "Stop starting trials after this many seconds."})
@@ -190,6 +220,13 @@ class RunArguments:
     machine_settings: list = field(default_factory=list, init=False, repr=False)
     # The settings the user gave (config file or command line), as opposed to defaults.
     given: frozenset = field(default_factory=frozenset, init=False, repr=False, compare=False)
+
+
+def training_only_flags(*classes) -> set:
+    """The settings of these argument dataclasses marked TRAINING_ONLY in their field metadata, and
+    TrainingArguments' own (TRAINER_TRAINING_ONLY)."""
+    marked = {f.name for c in classes for f in dataclasses.fields(c) if f.metadata.get("training_only")}
+    return marked | set(TRAINER_TRAINING_ONLY)
 
 
 class Config(NamedTuple):
@@ -289,7 +326,7 @@ def save_resolved(cfg: Config, output_dir: str) -> str:
             resolved[f.name] = value
     resolved = {k: v for k, v in resolved.items() if k not in skip}
     path = os.path.join(output_dir, RESOLVED_CONFIG_NAME)
-    header = f"{RECIPE_COMMENT}{recipe_path()}\n"  # a comment: which script to rerun it with (common.ensemble)
+    header = f"{RECIPE_COMMENT}{recipe_path()}\n"  # a comment: which script to rerun it with (common.tools.ensemble)
     artifacts.write_text(path, header + yaml.safe_dump(json.loads(json.dumps(resolved, default=str)), sort_keys=False))
     return path
 
@@ -305,10 +342,10 @@ def recipe_path() -> str:
 def _check_output_dir(run, training):
     """Never silently write over a finished run; checked before any work starts. A search's output_dir may
     be given again: its study is the record of the search, continued or grown by the same command."""
-    marker = os.path.join(training.output_dir, FINISHED_MARKER)
+    marker = os.path.join(training.output_dir, RUN_FINISHED_MARKER)
     if os.path.exists(marker) and not (run.overwrite_output_dir or training.resume_from_checkpoint
                                        or (run.hpo_trials and _finished_search(marker))):
-        raise UserError(f"--output_dir {training.output_dir} already holds a finished run ({FINISHED_MARKER}); "
+        raise UserError(f"--output_dir {training.output_dir} already holds a finished run ({RUN_FINISHED_MARKER}); "
                         f"pass --overwrite_output_dir or choose another directory")
     parent = os.path.abspath(training.output_dir)
     while not os.path.exists(parent):

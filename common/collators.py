@@ -5,6 +5,10 @@ max_seq_length; under fp16/bf16 on a GPU lengths round up to a multiple of 8 so 
 import torch
 from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
 
+# The label of positions that are not scored (special tokens, a word's later sub-tokens): the ignore_index of
+# PyTorch's cross-entropy, and what DataCollatorForTokenClassification pads labels with.
+IGNORED = -100
+
 
 def padding(cfg):
     """DataCollatorWithPadding's padding arguments for this run."""
@@ -26,11 +30,11 @@ def dynamic_padding(tokenizer, cfg):
 
 class TokenClassificationPadding:
     """Pads inputs, and per-token labels with -100. Drops the bookkeeping columns a windowed dataset
-    carries (example index, word positions, gold per word: see common.tagging) that the model does not
+    carries (example index, word positions, gold per word: see common.tasks.tagging) that the model does not
     take, whether or not Trainer's remove_unused_columns already did."""
 
     def __init__(self, tokenizer, cfg):
-        self.pad = DataCollatorForTokenClassification(tokenizer, **padding(cfg))
+        self.pad = DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORED, **padding(cfg))
         self.keep = {*tokenizer.model_input_names, "labels"}
 
     def __call__(self, features):

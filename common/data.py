@@ -48,6 +48,15 @@ class RawData:
                 raise UserError(f"{self.sources[split]}: no column '{column}' (set by --{flag}); "
                                 f"columns there: {', '.join(ds.column_names)}")
 
+    def require_texts(self, columns):
+        """Every cell of these columns must be a string: a None or number would crash deep inside the tokenizer."""
+        for split, ds in self.splits.items():
+            for column in columns:
+                bad = next((i for i, v in enumerate(ds[column]) if not isinstance(v, str)), None)
+                if bad is not None:
+                    raise UserError(f"{self.sources[split]}: data row {bad + 1} of column '{column}' is "
+                                    f"{ds[column][bad]!r}, not text; fill or drop such rows")
+
 
 def eval_names(splits) -> list:
     """The evaluation splits of a (raw or encoded) DatasetDict, in order: all but train and test."""

@@ -19,7 +19,7 @@ PROBLEM_TYPES = (SINGLE, MULTI, REGRESSION)
 
 class LabelNames:
     """Names in id order, as a model config wants them (pipeline() shows them). Shared by LabelSet and
-    common.tagging.TagSet."""
+    common.tasks.tagging.TagSet."""
     names: list
 
     @property

@@ -65,11 +65,12 @@ def scores_from_logits(logits, problem_type):
 
 
 def for_labels(label_set, threshold=0.5, metric_name=None):
-    """A Trainer `compute_metrics` for a common.labels.LabelSet. metric_name (run_classification's --metric_name):
-    an evaluate module too, by Hub name or local path; its results join these (main metric and reports use these)."""
+    """A compute_metrics(eval_prediction, split) for training.TrainerFactory, for a common.labels.LabelSet.
+    metric_name (run_classification's --metric_name): an evaluate module too, by Hub name or local path; its
+    results join these (main metric and reports use these)."""
     extra = named(metric_name, label_set.problem_type) if metric_name else None
 
-    def compute(eval_prediction):
+    def compute(eval_prediction, split=None):  # every split is scored alike
         logits, gold = eval_prediction.predictions, eval_prediction.label_ids
         logits = logits[0] if isinstance(logits, tuple) else logits
         if label_set.problem_type == REGRESSION:

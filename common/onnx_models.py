@@ -1,5 +1,5 @@
 """ONNX Runtime sessions behind the transformers model interface, so `pipeline()` and the project's own
-prediction code (common.predict, span_extraction.answer) take an exported directory unchanged.
+prediction code (common.tools.predict, span_extraction.answer) take an exported directory unchanged.
 
 optimum's ORTModelFor* classes do this upstream, but optimum-onnx 0.1.0 (the only release) requires
 transformers < 4.58 and this project pins 5.23; this module is the small part of them the project needs.

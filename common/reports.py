@@ -21,9 +21,8 @@ import numpy as np
 import yaml
 from matplotlib.figure import Figure
 
-from common import artifacts
-from common.args import FINISHED_MARKER, RESOLVED_CONFIG_NAME
-from common.data import TEST
+from common import artifacts, modeling
+from common.args import RUN_FINISHED_MARKER, RESOLVED_CONFIG_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +36,7 @@ PIPELINE_TAGS = {"ForSequenceClassification": "text-classification", "ForTokenCl
 
 def plot_path(output_dir, split, what):
     """<output_dir>/<what>.png for the test split (or none), <split>_<what>.png otherwise (as predictions.jsonl)."""
-    return os.path.join(output_dir, f"{what}.png" if split in (TEST, None) else f"{split}_{what}.png")
+    return artifacts.split_file(output_dir, split, f"{what}.png")
 
 
 def task_plot(output_dir, split, what, draw, size=(6.4, 4.8)):
@@ -57,13 +56,14 @@ def task_plot(output_dir, split, what, draw, size=(6.4, 4.8)):
 
 # ---- every run ----
 
-def finish(trainer, cfg, all_results):
-    """The learning curve and the model card of a training run; main process only, before the finished marker."""
+def finish(trainer, cfg, all_results, usage=None):
+    """The learning curve and the model card of a training run; main process only, before the finished marker.
+    usage(model_dir) -> Python code: the task's "Use it" snippet for the card."""
     output_dir = cfg.training.output_dir
     task_plot(output_dir, None, "learning_curve",
               lambda figure: draw_learning_curve(figure, trainer.state.log_history, cfg.training.metric_for_best_model,
                                                  all_results), size=(10, 4))
-    artifacts.write_text(os.path.join(output_dir, MODEL_CARD), model_card(trainer, cfg, all_results))
+    artifacts.write_text(os.path.join(output_dir, MODEL_CARD), model_card(trainer, cfg, all_results, usage))
 
 
 def draw_learning_curve(figure, log_history, main_metric, final_results=None):
@@ -101,36 +101,7 @@ def draw_learning_curve(figure, log_history, main_metric, final_results=None):
     figure.suptitle(f"{last_step} training steps")
 
 
-# ---- task plots, called by the prediction writers ----
-
-def confusion_matrix_plot(output_dir, split, gold_ids, predicted_ids, names):
-    """<split>_confusion_matrix.png, sized to the number of labels."""
-    n = len(names)
-    return task_plot(output_dir, split, "confusion_matrix", lambda figure: draw_confusion_matrix(
-        figure, gold_ids, predicted_ids, names), size=(4 + 0.5 * n, 3 + 0.5 * n))
-
-
-def draw_confusion_matrix(figure, gold_ids, predicted_ids, names):
-    """Counts, gold labels as rows; each cell also shows its share of the row (recall on the diagonal)."""
-    n = len(names)
-    counts = np.zeros((n, n), dtype=int)
-    np.add.at(counts, (np.asarray(gold_ids, dtype=int), np.asarray(predicted_ids, dtype=int)), 1)
-    share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    axes = figure.subplots()
-    image = axes.imshow(share, cmap="Blues", vmin=0, vmax=1)
-    figure.colorbar(image, ax=axes, label="share of the gold label's rows")
-    if n <= 30:  # beyond that, the numbers would not be readable
-        for i in range(n):
-            for j in range(n):
-                axes.text(j, i, f"{counts[i, j]}\n{share[i, j]:.0%}", ha="center", va="center", fontsize=8,
-                          color="white" if share[i, j] > 0.5 else "black")
-    axes.set_xticks(range(n), names, rotation=45, ha="right")
-    axes.set_yticks(range(n), names)
-    axes.set_xlabel("predicted")
-    axes.set_ylabel("gold")
-    accuracy = np.trace(counts) / max(counts.sum(), 1)
-    axes.set_title(f"confusion matrix ({counts.sum()} examples, accuracy {accuracy:.3f})")
-
+# ---- for the tasks' plots (each task module draws its own) ----
 
 def draw_grouped_bars(figure, groups, series, title, ylabel, ylim=None):
     """Bars of several scores per group. groups: labels; series: {name: [value per group]}."""
@@ -147,59 +118,26 @@ def draw_grouped_bars(figure, groups, series, title, ylabel, ylim=None):
     axes.legend()
 
 
-def draw_entity_scores(figure, scores, types):
-    """Per entity type precision/recall/F1 from common.tagging.entity_scores (support in the labels)."""
-    groups = [f"{t}\n(n={int(scores.get(f'{t}_support', 0))})" for t in types] + ["all"]
-    series = {name: [scores.get(f"{t}_{name}", 0.0) for t in types] + [scores[name]]
-              for name in ("precision", "recall", "f1")}
-    draw_grouped_bars(figure, groups, series, "entity-level scores (seqeval, strict)", "score", (0, 1.05))
-
-
-ANSWER_LENGTHS = ((1, 1, "1 word"), (2, 2, "2 words"), (3, 3, "3 words"), (4, 5, "4-5 words"), (6, 10 ** 9, "6+ words"))
-
-
-def draw_qa_scores_by_answer_length(figure, predictions, golds, exact_match, f1):
-    """EM and F1 (percent) by the length of the first gold answer; unanswerable questions (SQuAD v2.0)
-    form their own "no answer" group, so the HasAns/NoAns split is visible too."""
-    from common.squad import normalize_answer
-    buckets = {}
-    for qid, gold_texts in golds.items():
-        gold_texts = [g for g in gold_texts if normalize_answer(g)]
-        words = len(normalize_answer(gold_texts[0]).split()) if gold_texts else 0
-        name = "no answer" if not gold_texts else next(
-            label for low, high, label in ANSWER_LENGTHS if low <= words <= high)
-        targets = gold_texts or [""]
-        buckets.setdefault(name, []).append((max(exact_match(predictions[qid], g) for g in targets),
-                                             max(f1(predictions[qid], g) for g in targets)))
-    buckets["all"] = [score for scores in list(buckets.values()) for score in scores]
-    order = [label for _, _, label in ANSWER_LENGTHS] + ["no answer", "all"]
-    names = [n for n in order if n in buckets]
-    groups = [f"{n}\n(n={len(buckets[n])})" for n in names]
-    series = {"exact match": [100 * np.mean([em for em, _ in buckets[n]]) for n in names],
-              "F1": [100 * np.mean([f for _, f in buckets[n]]) for n in names]}
-    draw_grouped_bars(figure, groups, series, "scores by gold answer length", "percent", (0, 105))
-
-
 # ---- the model card ----
 
-def model_card(trainer, cfg, all_results) -> str:
+def model_card(trainer, cfg, all_results, usage=None) -> str:
     """README.md for the output directory, in the shape of Trainer.create_model_card: YAML metadata for a
     hub, then what was trained on what, how, the results, the plots and how to load it."""
     output_dir = cfg.training.output_dir
     model_name = cfg.model.model_name_or_path
     model = trainer.model.get_base_model() if hasattr(trainer.model, "get_base_model") else trainer.model  # LoRA
-    # No model given: the packaged default (a BERT), or a recipe's own new model (time series: PatchTST).
-    start = model_name or (DEFAULT_BASE_MODEL if model.config.model_type == "bert" else None)
+    # No model given: the packaged default, or a recipe's own new model (time series: PatchTST).
+    start = model_name or (DEFAULT_BASE_MODEL if modeling.is_packaged_default(model.name_or_path) else None)
     base_model = None if start is None or os.path.isdir(start) else start
     architecture = type(model).__name__
     pipeline_tag = next((tag for suffix, tag in PIPELINE_TAGS.items() if architecture.endswith(suffix)), None)
     recipe = os.path.basename(os.path.dirname(os.path.abspath(sys.argv[0])))
     main_metric = cfg.training.metric_for_best_model
-    metadata = {"library_name": "transformers", **({"base_model": base_model} if base_model else {}),
-                **({"pipeline_tag": pipeline_tag} if pipeline_tag else {}),
+    metadata = {"library_name": "transformers", "base_model": base_model, "pipeline_tag": pipeline_tag,
                 "tags": ["generated_from_trainer", "fine-tuning-recipes", recipe],
-                **({"datasets": [cfg.data.dataset_name]} if cfg.data.dataset_name else {}),
-                **({"metrics": [main_metric.removeprefix("eval_")]} if main_metric else {})}
+                "datasets": [cfg.data.dataset_name] if cfg.data.dataset_name else None,
+                "metrics": [main_metric.removeprefix("eval_")] if main_metric else None}
+    metadata = {key: value for key, value in metadata.items() if value is not None}  # a hub reads no nulls
     resolved = os.path.join(output_dir, RESOLVED_CONFIG_NAME)
     config_text = Path(resolved).read_text() if os.path.exists(resolved) else ""
     plots = sorted(f for f in os.listdir(output_dir) if f.endswith(".png"))
@@ -209,12 +147,12 @@ def model_card(trainer, cfg, all_results) -> str:
         (f"Fine-tuned from `{start}`" if start else "Trained from a new model")
         + f" ({architecture}) by the `{recipe}` recipe of fine-tuning-recipes, with the Hugging Face `Trainer`.",
         "## Data\n\n" + _data_lines(cfg.data, all_results),
-        "## Results\n\n" + _results_table(all_results) + f"\n\nThe same numbers are in `{FINISHED_MARKER}`.",
+        "## Results\n\n" + _results_table(all_results) + f"\n\nThe same numbers are in `{RUN_FINISHED_MARKER}`.",
         *(["## Plots\n\n" + "\n".join(f"![{p[:-4]}]({p})" for p in plots)] if plots else []),
         "## Command\n\n```bash\n" + _command(trainer) + "\n```",
         f"## Configuration (`{RESOLVED_CONFIG_NAME}`: rerun with `run.py {RESOLVED_CONFIG_NAME}`)\n\n"
         f"```yaml\n{config_text.rstrip()}\n```",
-        "## Use it\n\n" + _usage(pipeline_tag, architecture, output_dir),
+        "## Use it\n\n" + _usage(usage, architecture, output_dir),
         "## Framework versions\n\n" + _versions(),
     ]
     return "\n\n".join(sections) + "\n"
@@ -247,19 +185,11 @@ def _command(trainer):
     return shlex.join([*launcher, script, *sys.argv[1:]])
 
 
-def _usage(pipeline_tag, architecture, output_dir):
+def _usage(usage, architecture, output_dir):
+    """The task's snippet (usage(model_dir) -> code, handed in by the recipe), else the model class itself."""
     model = output_dir  # as given on the command line; after pushing the folder to a hub, its repository id
-    if pipeline_tag == "question-answering":  # transformers 5 has no question-answering pipeline
-        body = (f"from common.span_extraction import answer  # from the recipe's common/ folder\n"
-                f"print(answer({model!r}, [\"Who wrote it?\"], [\"It was written by Ada.\"]))")
-    elif pipeline_tag == "token-classification":
-        body = (f"from transformers import pipeline\n\ntag = pipeline(\"token-classification\", model={model!r}, "
-                f"aggregation_strategy=\"simple\")\nprint(tag(\"Anna moved to Paris.\"))")
-    elif pipeline_tag == "text-classification":
-        body = (f"from transformers import pipeline\n\nclassify = pipeline(\"text-classification\", model={model!r})\n"
-                f"print(classify(\"a text\"))  # a pair: classify({{\"text\": a, \"text_pair\": b}})")
-    else:
-        body = f"from transformers import {architecture}\n\nmodel = {architecture}.from_pretrained({model!r})"
+    body = usage(model) if usage else (f"from transformers import {architecture}\n\n"
+                                       f"model = {architecture}.from_pretrained({model!r})")
     return f"```python\n{body}\n```"
 
 
@@ -268,23 +198,3 @@ def _versions():
     import torch
     import transformers
     return "\n".join(f"- {m.__name__} {m.__version__}" for m in (transformers, torch, datasets))
-
-
-def draw_series_examples(figure, series, gold, predicted, names, per_class=3):
-    """A few series of each gold class (one row of panels per class; every channel drawn), titled with the
-    predicted label: green when right, red when wrong."""
-    shown = [[i for i, g in enumerate(gold) if g == name][:per_class] for name in names]
-    shown = [(name, rows) for name, rows in zip(names, shown) if rows][:8]  # beyond 8 classes: the first 8
-    grid = figure.subplots(len(shown), per_class, squeeze=False, sharex=True)
-    for (name, rows), axes_row in zip(shown, grid):
-        axes_row[0].set_ylabel(f"gold: {name}", fontsize=8)
-        for axes, i in zip(axes_row, rows + [None] * (per_class - len(rows))):
-            if i is None:
-                axes.axis("off")
-                continue
-            for channel in np.atleast_2d(np.asarray(series[i], dtype=float)):
-                axes.plot(channel, linewidth=0.8)
-            axes.set_title(f"predicted: {predicted[i]}", fontsize=8,
-                           color="tab:green" if predicted[i] == name else "tab:red")
-            axes.tick_params(labelsize=6)
-    figure.suptitle(f"examples per class ({len(gold)} series)")

@@ -32,7 +32,7 @@ import torch
 from transformers import TrainerCallback, TrainingArguments
 
 from common import artifacts
-from common.args import FINISHED_MARKER, did_you_mean, read_config_file
+from common.args import RUN_FINISHED_MARKER, did_you_mean, read_config_file
 from common.errors import DivergedLoss, UserError
 
 logger = logging.getLogger(__name__)
@@ -491,7 +491,7 @@ def _plot(study, output_dir):
 def _trained_trial(output_dir) -> Optional[int]:
     """The trial whose settings output_dir's finished model was trained with, if any."""
     try:
-        with open(os.path.join(output_dir, FINISHED_MARKER)) as fh:
+        with open(os.path.join(output_dir, RUN_FINISHED_MARKER)) as fh:
             return json.load(fh).get("hpo_best_trial")
     except (OSError, ValueError):
         return None

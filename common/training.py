@@ -1,6 +1,8 @@
 """The run itself, the same for every task: build the Trainer, then train → save → evaluate each
 evaluation set → predict → write artifacts."""
+import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -9,31 +11,46 @@ from typing import Callable, Optional
 
 from torch.utils.data import SequentialSampler
 from transformers import EarlyStoppingCallback, Trainer, set_seed
-from transformers.trainer_utils import IntervalStrategy, SaveStrategy, number_of_arguments
+from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
 from common import args as arguments
-from common import artifacts, imbalance, learning_rates, modeling, reports, search, stalled_loss
+from common import artifacts, modeling, reports, search
 from common import data
 from common.data import TEST, TRAIN
 from common.errors import DivergedLoss, UserError
+from common.techniques import imbalance, learning_rates, stalled_loss
 
 logger = logging.getLogger(__name__)
 
 
 class RecipeTrainer(Trainer):
     """Trainer that evaluates and predicts in dataset order (with group_by_length, transformers 5 also
-    length-groups evaluation batches, which shuffles predictions against their examples), and that tells
-    compute_metrics which dataset it is scoring: tasks whose features are windows of longer examples (NER,
-    QA) need it to map predictions back to their examples."""
-    run_args = None  # the recipe's RunArguments: --head_learning_rate, --layerwise_lr_decay
+    length-groups evaluation batches, which shuffles predictions against their examples), and that hands
+    its scorer the name of the split being scored: tasks whose features are windows of longer examples (NER,
+    QA) need it to map predictions back to their examples.
+    score(eval_prediction, split) -> metrics; eval_split: the split Trainer's own evaluations score."""
 
-    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
-        self.scored_dataset = self.eval_dataset if eval_dataset is None else eval_dataset
-        return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+    def __init__(self, *trainer_args, score=None, eval_split=None, run_args=None, **trainer_kwargs):
+        super().__init__(*trainer_args, **trainer_kwargs)
+        self.score, self.eval_split = score, eval_split
+        self.run_args = run_args  # the recipe's RunArguments: --head_learning_rate, --layerwise_lr_decay
 
-    def predict(self, test_dataset, ignore_keys=None, metric_key_prefix="test"):
-        self.scored_dataset = test_dataset
-        return super().predict(test_dataset, ignore_keys, metric_key_prefix)
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval", split=None):
+        with self._scoring(split or self.eval_split):
+            return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+
+    def predict(self, test_dataset, ignore_keys=None, metric_key_prefix="test", split=TEST):
+        with self._scoring(split):
+            return super().predict(test_dataset, ignore_keys, metric_key_prefix)
+
+    @contextlib.contextmanager
+    def _scoring(self, split):
+        """Trainer calls compute_metrics(eval_prediction): for this one evaluation, the scorer bound to the split."""
+        self.compute_metrics = functools.partial(self.score, split=split) if self.score else None
+        try:
+            yield
+        finally:
+            self.compute_metrics = None
 
     def _get_eval_sampler(self, eval_dataset):
         if self.args.train_sampling_strategy != "group_by_length" or eval_dataset is None:
@@ -84,8 +101,8 @@ class TrainerFactory:
     """What a recipe's Trainer is made of, all but its settings: run() builds one for the run, or one per
     trial under --hpo_trials. make_model(model_args) -> model (a trial may change LoRA or freezing choices).
     main_metric: (name, greater_is_better), the default for best-checkpoint selection, early stopping and
-    the search objective. compute_metrics(eval_prediction) or compute_metrics(eval_prediction, dataset): the
-    second form also receives the encoded dataset being scored (its columns are all there, unused ones included)."""
+    the search objective. compute_metrics(eval_prediction, split) -> metrics: split is the name of the split
+    scored (its encoded and raw rows are the task's to look up); None: the loss only."""
     make_model: Callable
     tokenizer: object
     encoded: object
@@ -96,9 +113,6 @@ class TrainerFactory:
 
     def build(self, cfg, callbacks=()) -> "RecipeTrainer":
         eval_names = data.eval_names(self.encoded)
-        compute_metrics = self.compute_metrics
-        if compute_metrics is not None and number_of_arguments(compute_metrics) == 2:
-            compute_metrics = _with_scored_dataset(compute_metrics)
         if cfg.run.early_stopping_patience:
             callbacks = [*callbacks, EarlyStoppingCallback(cfg.run.early_stopping_patience)]
         callbacks = [*callbacks, *stalled_loss.callbacks_for(cfg.model)]  # one line if LoRA/frozen hardly learned
@@ -107,10 +121,8 @@ class TrainerFactory:
             model=self.make_model(cfg.model), args=cfg.training, processing_class=self.tokenizer,
             data_collator=self.collator, train_dataset=_training_split(cfg, self.encoded, self.compute_loss_func),
             eval_dataset=self.encoded[eval_names[0]] if eval_names else None,  # the first set picks checkpoints
-            compute_metrics=compute_metrics, compute_loss_func=self.compute_loss_func, callbacks=list(callbacks))
-        trainer.run_args = cfg.run
-        if isinstance(compute_metrics, _with_scored_dataset):
-            compute_metrics.trainer = trainer
+            compute_loss_func=self.compute_loss_func, callbacks=list(callbacks),
+            score=self.compute_metrics, eval_split=eval_names[0] if eval_names else None, run_args=cfg.run)
         return trainer
 
 
@@ -120,8 +132,8 @@ def _training_split(cfg, encoded, compute_loss_func):
         return None
     for flag in ("class_weights", "focal_gamma"):
         if getattr(cfg.run, flag) is not None and compute_loss_func is None:
-            raise UserError(f"--{flag}: this recipe has no class-weighted or focal loss (text classification, NLI "
-                            f"and NER have); drop the flag")
+            raise UserError(f"--{flag}: this recipe has no class-weighted or focal loss (it gives the Trainer "
+                            f"no loss function of its own); drop the flag")
     if not cfg.run.oversample:
         return encoded[TRAIN]
     label_column = (cfg.training.label_names or ["labels"])[0]
@@ -146,17 +158,10 @@ def _check_search(cfg, has_eval):
     return cfg._replace(training=dataclasses.replace(cfg.training, eval_strategy="epoch"))
 
 
-class _with_scored_dataset:
-    def __init__(self, compute_metrics):
-        self.compute_metrics, self.trainer = compute_metrics, None
-
-    def __call__(self, eval_prediction):
-        return self.compute_metrics(eval_prediction, self.trainer.scored_dataset)
-
-
-def run(trainers: TrainerFactory, cfg, raw, encoded, write_predictions=None):
+def run(trainers: TrainerFactory, cfg, raw, encoded, write_predictions=None, usage=None):
     """Train (or search, then train the best) → save → evaluate each evaluation set → predict → write
-    artifacts. write_predictions(split, prediction_output, raw_split, output_dir) writes a split's files.
+    artifacts. write_predictions(split, prediction_output, raw_split, output_dir) writes a split's files;
+    usage(model_dir) -> the model card's "Use it" code (the task's; default: the model class).
     Everything is checked before anything is written."""
     has_eval = bool(data.eval_names(encoded))
     learning_rates.check_flags(cfg.run)
@@ -169,21 +174,21 @@ def run(trainers: TrainerFactory, cfg, raw, encoded, write_predictions=None):
         if searcher.main_process:
             searcher.open_study()  # a storage that cannot be reached stops the run here
             os.makedirs(cfg.training.output_dir, exist_ok=True)
-            if not os.path.exists(os.path.join(cfg.training.output_dir, arguments.FINISHED_MARKER)):
+            if not os.path.exists(os.path.join(cfg.training.output_dir, arguments.RUN_FINISHED_MARKER)):
                 arguments.save_resolved(cfg, cfg.training.output_dir)  # the search's own settings, meanwhile
         outcome = searcher.run()
         if not outcome.train_best:
             return
         cfg, search_results = outcome.best_cfg, dict(hpo_best_trial=outcome.best_trial.number,
                                                       hpo_trials=cfg.run.hpo_trials)
-    run_once(trainers.build(cfg), cfg, raw, encoded, write_predictions, search_results)
+    run_once(trainers.build(cfg), cfg, raw, encoded, write_predictions, search_results, usage)
 
 
-def run_once(trainer, cfg, raw, encoded, write_predictions=None, search_results=None):
+def run_once(trainer, cfg, raw, encoded, write_predictions=None, search_results=None, usage=None):
     """One training run with cfg's settings; search_results (the best trial's number) go into all_results.json."""
     training = cfg.training
     main_process = trainer.is_world_process_zero()
-    finished_marker = os.path.join(training.output_dir, arguments.FINISHED_MARKER)
+    finished_marker = os.path.join(training.output_dir, arguments.RUN_FINISHED_MARKER)
     if main_process:
         os.makedirs(training.output_dir, exist_ok=True)
         if os.path.exists(finished_marker):  # --overwrite_output_dir: a crash must not leave the old marker
@@ -201,7 +206,7 @@ def run_once(trainer, cfg, raw, encoded, write_predictions=None, search_results=
     splits = (raw.eval_names if training.do_eval else []) + ([TEST] if training.do_predict else [])
     for split in splits:
         prefix = "predict" if split == TEST else "eval" if split == raw.eval_names[0] else f"eval_{split}"
-        output = trainer.predict(encoded[split], metric_key_prefix=prefix)
+        output = trainer.predict(encoded[split], metric_key_prefix=prefix, split=split)
         metrics = {**output.metrics, f"{prefix}_samples": len(encoded[split])}
         trainer.log_metrics(prefix, metrics)
         trainer.save_metrics(prefix, metrics, combined=False)
@@ -213,7 +218,7 @@ def run_once(trainer, cfg, raw, encoded, write_predictions=None, search_results=
         modeling.save_merged(trainer.model, trainer.processing_class, training.output_dir)
     if main_process:
         if training.do_train:  # learning curve + model card (README.md)
-            reports.finish(trainer, cfg, all_results)
+            reports.finish(trainer, cfg, all_results, usage)
         artifacts.write_json(finished_marker, all_results)  # written last: its presence marks a finished run
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import demo_data  # noqa: E402
+from common.tools import demo_data  # noqa: E402
 from studies.techniques import DATA, OUT, merged, run, run_dir  # noqa: E402
 
 RESULTS = Path(__file__).with_name("lora_results.jsonl")

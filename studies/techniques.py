@@ -144,11 +144,11 @@ def imbalanced_sst2():
 
 
 def ensemble_study():
-    """The 3 full fine-tuning seeds of what_trains, averaged by `python -m common.ensemble`."""
+    """The 3 full fine-tuning seeds of what_trains, averaged by `python -m common.tools.ensemble`."""
     members = [run_dir(FULL, s) for s in SEEDS]
     out = OUT / "ensemble"
     if not (out / "ensemble_results.json").exists():
-        subprocess.run([sys.executable, "-m", "common.ensemble", *map(str, members), "--output_dir", str(out)],
+        subprocess.run([sys.executable, "-m", "common.tools.ensemble", *map(str, members), "--output_dir", str(out)],
                        cwd=ROOT, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     return json.loads((out / "ensemble_results.json").read_text())
 
@@ -210,7 +210,7 @@ def ensemble_summary():
             for seed, scores in zip(SEEDS, result["members"].values())]
     ensemble = result["ensemble"]
     return ("## ensemble: is an ensemble of 3 seeds worth it? (SST-2, 2,000 sentences, full fine-tuning)\n\n"
-            "The three seeds of the recipe's defaults above, averaged by `python -m common.ensemble "
+            "The three seeds of the recipe's defaults above, averaged by `python -m common.tools.ensemble "
             "studies/out/runs/<seed 1> <seed 2> <seed 3> --output_dir studies/out/ensemble` (3x the training and "
             "prediction cost of one member).\n\n| model | dev accuracy | dev macro-F1 |\n|---|---|---|\n"
             + "\n".join(rows) + f"\n| **ensemble of the 3** | **{ensemble['accuracy']:.4f}** | "

@@ -65,7 +65,7 @@ def tiny_model(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def demo_data(tmp_path_factory):
-    from common import demo_data
+    from common.tools import demo_data
     return Path(demo_data.write(str(tmp_path_factory.mktemp("demo"))))
 
 

@@ -1,5 +1,5 @@
 """--augment: label-preserving copies of the training split only. The operations on real data (real argument
-parsing, the real tokenizer, common.tagging's entity reader, common.series' scaling), one recipe run end to end
+parsing, the real tokenizer, common.tasks.tagging's entity reader, common.tasks.series_data's scaling), one recipe run end to end
 with a tiny model, and bad input: one line, exit 2, nothing written."""
 import runpy
 import subprocess
@@ -9,9 +9,11 @@ import datasets
 import numpy as np
 import pytest
 
-from common import args, augment, series, tagging
+from common import args
 from common.data import RawData
 from common.errors import UserError
+from common.tasks import series_data, tagging
+from common.techniques import augment
 from conftest import FAST, OFFLINE_ENV, ROOT, read_json, read_jsonl, write_csv, write_jsonl
 
 WORDS = "the quick brown fox jumps over the lazy dog again and again today".split()
@@ -105,7 +107,7 @@ def _bioes(tags):
 def test_mentions_are_replaced_by_same_type_from_other_sentences_with_aligned_valid_tags(tmp_path, scheme):
     rows = [{"tokens": w, "ner_tags": t if scheme == "IOB2" else _bioes(t), "pos": ["X"] * len(w)} for w, t in SENTENCES]
     dev = datasets.Dataset.from_list(rows[:2])
-    raw = augment.training_mentions(_raw(datasets.Dataset.from_list(rows), validation=dev),
+    raw = tagging.training_mentions(_raw(datasets.Dataset.from_list(rows), validation=dev),
                                     _cfg(tmp_path, "--augment", "mentions", "--augment_factor", "4"),
                                     "tokens", "ner_tags", scheme)
     home = {}  # (type, text) -> the sentence it comes from
@@ -147,25 +149,25 @@ def _waves(n, length=40, channels=2):
 
 def test_series_copies_keep_shape_and_labels_and_survive_scaling(tmp_path):
     arrays = {"train": _waves(6), "test": _waves(3)}
-    rows = {split: datasets.Dataset.from_dict({series.SERIES: [a.tolist() for a in values],
+    rows = {split: datasets.Dataset.from_dict({series_data.SERIES: [a.tolist() for a in values],
                                                "label": [f"c{i % 2}" for i in range(len(values))]})
             for split, values in arrays.items()}
     test_before = [a.copy() for a in arrays["test"]]
-    raw, out = augment.training_series(_raw(rows["train"], test=rows["test"]), dict(arrays), _cfg(
+    raw, out = series_data.training_series(_raw(rows["train"], test=rows["test"]), dict(arrays), _cfg(
         tmp_path, "--augment", "jitter,scale,slice", "--augment_factor", "6", "--augment_probability", "0.2"))
     assert len(out["train"]) == len(raw.splits["train"]) == 7 * 6
     assert raw.splits["train"]["label"] == [f"c{i % 2}" for i in range(6)] * 7
     for k, copy in enumerate(out["train"][6:]):
         assert copy.shape == (2, 40) and np.isfinite(copy).all()
-        assert np.allclose(raw.splits["train"][series.SERIES][6 + k], copy)  # rows and arrays agree
+        assert np.allclose(raw.splits["train"][series_data.SERIES][6 + k], copy)  # rows and arrays agree
         # Still different after the recipe's per-series z-normalisation (a constant factor would not be).
-        assert not np.allclose(series.prepare(copy, 40), series.prepare(arrays["train"][k % 6], 40), atol=1e-3)
+        assert not np.allclose(series_data.prepare(copy, 40), series_data.prepare(arrays["train"][k % 6], 40), atol=1e-3)
     assert all(np.array_equal(a, b) for a, b in zip(out["test"], test_before)) and raw.splits["test"] is rows["test"]
 
     rng = np.random.default_rng(0)
     x = arrays["train"][0]
-    assert np.allclose(augment.scale(x, 1e-9, rng), x) and not np.allclose(augment.jitter(x, 0.2, rng), x)
-    sliced = augment.slice_window(x, 0.5, rng)  # half the series, stretched back: smoother, same ends' range
+    assert np.allclose(series_data.scale(x, 1e-9, rng), x) and not np.allclose(series_data.jitter(x, 0.2, rng), x)
+    sliced = series_data.slice_window(x, 0.5, rng)  # half the series, stretched back: smoother, same ends' range
     assert sliced.shape == x.shape and x.min() - 1e-9 <= sliced.min() and sliced.max() <= x.max() + 1e-9
 
 
@@ -194,7 +196,7 @@ def test_mask_needs_a_mask_token(tmp_path):
 
 def test_without_do_train_and_in_qa(tmp_path):
     with pytest.raises(UserError, match="--augment alters only the training split: pass --do_train"):
-        augment.training_mentions(_raw(_texts(3)), _cfg(tmp_path, "--augment", "mentions", do_train=False), "t", "l", "IOB2")
+        tagging.training_mentions(_raw(_texts(3)), _cfg(tmp_path, "--augment", "mentions", do_train=False), "t", "l", "IOB2")
     with pytest.raises(UserError, match=r"--augment delete: no label-preserving operation for extractive QA"):
         augment.refuse(_cfg(tmp_path, "--augment", "delete"), "extractive QA", "answers are spans")
     augment.refuse(_cfg(tmp_path, "--augment", ""), "extractive QA", "answers are spans")  # '' clears

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from common import copy_recipe
+from common.tools import copy_recipe
 from conftest import OFFLINE_ENV, ROOT, assert_valid_png, read_json
 
 # Fast mode on the copied example config (its demo data is generated inside the copy). A new recipe
@@ -39,7 +39,7 @@ def test_every_recipe_has_fast_overrides():
 def test_copied_recipe_runs_from_its_own_folder(recipe, tiny_model, tmp_path_factory):
     dest = tmp_path_factory.mktemp("elsewhere") / f"my_{recipe}"
     assert not any((p / "common").exists() for p in dest.parents), "the copy must not find the repo's common/"
-    copied = subprocess.run([sys.executable, "-m", "common.copy_recipe", recipe, str(dest)], cwd=ROOT,
+    copied = subprocess.run([sys.executable, "-m", "common.tools.copy_recipe", recipe, str(dest)], cwd=ROOT,
                             env=OFFLINE_ENV, capture_output=True, text=True, check=True)
     assert all(step in copied.stdout for step in ("1. config.yaml", "2. labels", "3. the task-specific"))
     recipe_files = {p.name for p in (ROOT / "recipes" / recipe).glob("*.*") if p.suffix in (".py", ".yaml", ".md")}
@@ -47,7 +47,7 @@ def test_copied_recipe_runs_from_its_own_folder(recipe, tiny_model, tmp_path_fac
 
     # As a user would, from inside the copy: no install, no PYTHONPATH, no repository around it.
     extra, task_plot, pipeline_tag = RECIPES[recipe]
-    subprocess.run([sys.executable, "-m", "common.demo_data", "demo_data"], cwd=dest, env=OFFLINE_ENV, check=True,
+    subprocess.run([sys.executable, "-m", "common.tools.demo_data", "demo_data"], cwd=dest, env=OFFLINE_ENV, check=True,
                    capture_output=True)
     extra = [tiny_model if flag == TINY else flag for flag in extra]
     run = subprocess.run([sys.executable, "run.py", "config.yaml", *FAST_RUN, *extra], cwd=dest, env=OFFLINE_ENV,

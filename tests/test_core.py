@@ -26,22 +26,19 @@ def test_yaml_and_json_config_files_with_cli_overrides(tmp_path):
         assert cfg.training.lr_scheduler_kwargs == {"power": 2.0}
 
 
-def test_unknown_config_key_suggests_the_closest_name(tmp_path):
+@pytest.mark.parametrize("config, config_error, flags, flag_error", [
+    ("learning_rat: 0.1", r"unknown key 'learning_rat' \(did you mean 'learning_rate'\?\)",  # closest name
+     ["--lora_alhpa", "4"], r"unknown argument --lora_alhpa \(did you mean 'lora_alpha'\?\)"),
+    ("num_train_epochs: three", r"invalid float value: 'three' \(from .*c.yaml or the command line\)",  # bad value
+     ["--learning_rat", "1e-4"], r"unknown argument --learning_rat "),  # no abbreviations
+])
+def test_bad_keys_values_and_flags_are_one_line_errors(tmp_path, config, config_error, flags, flag_error):
     path = tmp_path / "c.yaml"
-    path.write_text("learning_rat: 0.1\n")
-    with pytest.raises(UserError, match=r"unknown key 'learning_rat' \(did you mean 'learning_rate'\?\)"):
+    path.write_text(config + "\n")
+    with pytest.raises(UserError, match=config_error):
         args.parse(argv=[str(path)])
-    with pytest.raises(UserError, match=r"unknown argument --lora_alhpa \(did you mean 'lora_alpha'\?\)"):
-        args.parse(argv=["--output_dir", str(tmp_path), "--lora_alhpa", "4"])
-
-
-def test_bad_values_and_abbreviations_are_one_line_errors(tmp_path):
-    path = tmp_path / "c.yaml"
-    path.write_text("num_train_epochs: three\n")
-    with pytest.raises(UserError, match=r"invalid float value: 'three' \(from .*c.yaml or the command line\)"):
-        args.parse(argv=[str(path)])
-    with pytest.raises(UserError, match=r"unknown argument --learning_rat "):
-        args.parse(argv=["--output_dir", str(tmp_path), "--learning_rat", "1e-4"])
+    with pytest.raises(UserError, match=flag_error):
+        args.parse(argv=["--output_dir", str(tmp_path), *flags])
 
 
 def test_resolved_config_is_itself_a_valid_config(tmp_path):

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
-from common import demo_data as demo
-from common import squad
+from common.tasks import squad
+from common.tools import demo_data as demo
 from conftest import FAST, OFFLINE_ENV, ROOT, read_json, read_jsonl, run_recipe, write_jsonl
 
 CONFIGS = sorted((ROOT / "configs" / "accelerate").glob("*.yaml"))

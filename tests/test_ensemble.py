@@ -1,10 +1,10 @@
-"""python -m common.ensemble: real members trained by the text-classification recipe (tiny model, a few steps)."""
+"""python -m common.tools.ensemble: real members trained by the text-classification recipe (tiny model, a few steps)."""
 import subprocess
 import sys
 
 import pytest
 
-from common import ensemble
+from common.tools import ensemble
 from conftest import FAST, OFFLINE_ENV, ROOT, read_json, read_jsonl, run_recipe, write_jsonl
 
 WORDS = ["good", "bad", "great", "awful"]
@@ -102,9 +102,24 @@ def test_ner_member_is_refused_in_one_line(members, tiny_model, tmp_path):
     from transformers import AutoModelForTokenClassification
     ner = tmp_path / "ner"
     AutoModelForTokenClassification.from_pretrained(tiny_model, num_labels=3).save_pretrained(ner)
-    proc = subprocess.run([sys.executable, "-m", "common.ensemble", str(members / "seed1"), str(ner),
+    proc = subprocess.run([sys.executable, "-m", "common.tools.ensemble", str(members / "seed1"), str(ner),
                            "--output_dir", str(tmp_path / "ens")], cwd=ROOT, env=OFFLINE_ENV, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith(f"error: {ner}: a token classification (NER) model; ensembling supports")
     assert not (tmp_path / "ens").exists()
+
+
+def test_training_only_settings_come_from_the_recipes_field_metadata():
+    """What a member drops to predict another file is derived from the argument classes (and stays what the
+    hand-kept list was)."""
+    before = {"train_file", "validation_file", "dataset_name", "dataset_config_name", "validation_split_percentage",
+              "max_train_samples", "max_eval_samples", "max_predict_samples", "label_list", "lora",
+              "early_stopping_patience", "class_weights", "focal_gamma", "oversample", "augment", "pretrain_epochs",
+              "hpo_trials", "hpo_space", "hpo_storage", "hpo_metric", "eval_strategy", "save_strategy",
+              "load_best_model_at_end", "metric_for_best_model", "greater_is_better", "report_to",
+              "resume_from_checkpoint", "output_dir", "do_train", "do_eval", "do_predict", "test_file"}
+    series = ensemble.recipe_training_only(str(ROOT / "recipes" / "time_series_classification" / "run.py"))
+    assert series == before
+    text = ensemble.recipe_training_only(str(ROOT / "recipes" / "text_classification" / "run.py"))
+    assert text == before - {"pretrain_epochs"}

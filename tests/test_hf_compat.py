@@ -77,7 +77,7 @@ def test_optional_booleans_bare_true_false_and_absent(tmp_path):
 
 
 def test_columns_found_as_hf_finds_them_and_flags_win(tmp_path, caplog):
-    from common import classification, squad, tagging
+    from common.tasks import classification, squad, tagging
     tc, ner, qa = (recipe_arguments(r) for r in ("text_classification", "ner", "qa"))
 
     def found(detect, data_class, rows, *flags):
@@ -173,7 +173,7 @@ def test_metric_modules_give_the_old_results_to_the_last_digit():
 def test_metric_modules_load_offline_from_a_copied_recipe(tmp_path):
     """evaluate copies a module into HF_MODULES_CACHE and imports it from there: from a copy of a recipe (its own
     common/), in a fresh process with an empty cache, with the squad_v2-style inputs."""
-    subprocess.run([sys.executable, "-m", "common.copy_recipe", "qa", str(tmp_path / "my_qa")], cwd=ROOT,
+    subprocess.run([sys.executable, "-m", "common.tools.copy_recipe", "qa", str(tmp_path / "my_qa")], cwd=ROOT,
                    env=OFFLINE_ENV, check=True, capture_output=True)
     code = ("import evaluate, json; m = evaluate.load('common/metric_modules/squad'); print(json.dumps(m.compute("
             "predictions=[{'id': '1', 'prediction_text': 'Ann', 'no_answer_probability': -1.0},"

@@ -42,7 +42,7 @@ def test_default_lora_adapts_every_linear_layer_and_trains_the_pooler_in_full(ti
 @pytest.fixture(scope="module")
 def three_classes(tmp_path_factory):
     """The issue's shape: a small 3-class text-pair set (premise, hypothesis), from the project's demo data."""
-    from common import demo_data
+    from common.tools import demo_data
     import random
     path = tmp_path_factory.mktemp("three")
     write_jsonl(path / "train.jsonl", demo_data.nli_rows(96, random.Random(0)))

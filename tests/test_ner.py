@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
 
-from common import data, modeling, tagging
+from common import data, modeling
 from common.data import ConllColumns, RawData
 from common.errors import UserError
+from common.tasks import tagging
 from conftest import FAST, SHARED_DATA, read_json, read_jsonl, run_recipe, write_jsonl
 
 TASK = "ner"

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
-from common import demo_data as demo
-from common import modeling, span_extraction, squad
+from common import modeling
+from common.tasks import span_extraction, squad
+from common.tools import demo_data as demo
 from conftest import FAST, read_json, read_jsonl, run_recipe, write_csv, write_jsonl
 
 TASK = "qa"

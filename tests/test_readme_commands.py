@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from common import copy_recipe
+from common.tools import copy_recipe
 from conftest import OFFLINE_ENV, ROOT
 
 MARKED = re.compile(r"<!-- test: (run|write|edit)(?: (\S+))? -->\s*\n```(\w*)\n(.*?)\n```", re.S)

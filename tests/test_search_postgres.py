@@ -112,7 +112,7 @@ def test_the_readmes_two_machine_commands(tiny_model, tmp_path, postgres_url):
             "--per_device_train_batch_size 16 --disable_tqdm true --report_to none")
     machines = " & ".join(f"({run.split('#')[0].replace('$(hostname)', name)} {fast} > {name}.log 2>&1)"
                           for name in ("m1", "m2"))
-    script = (f"set -euo pipefail\npython -m common.demo_data demo_data >/dev/null\n{start}\n{machines} & wait\n"
+    script = (f"set -euo pipefail\npython -m common.tools.demo_data demo_data >/dev/null\n{start}\n{machines} & wait\n"
               f"python -c \"import optuna, os; print('TRIALS', [t.state.name for t in optuna.load_study("
               f"study_name='nli-minilm', storage=os.environ['HPO_POSTGRES_URL']).trials])\"\n{stop}\n")
     env = {**OFFLINE_ENV, "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"}

@@ -1,4 +1,4 @@
-"""Serving: python -m common.export (ONNX, int8) and python -m common.predict, against the PyTorch model.
+"""Serving: python -m common.tools.export (ONNX, int8) and python -m common.tools.predict, against the PyTorch model.
 
 Models are trained by the recipes (tiny BERT, one short epoch; the packaged all-MiniLM-L6-v2 for int8 on
 real weights) on the demo data; the exported model must give the same labels, entities and answer spans as
@@ -12,7 +12,9 @@ import pytest
 from datasets import Dataset
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
-from common import export, inference, onnx_models, predict, span_extraction
+from common import inference, onnx_models
+from common.tasks import span_extraction
+from common.tools import export, predict
 from conftest import FAST, OFFLINE_ENV, ROOT, read_json, read_jsonl, run_recipe
 
 LOGIT_TOLERANCE = 1e-4  # fp32 ONNX Runtime against PyTorch, largest |difference| over every logit
@@ -30,7 +32,7 @@ def _train(task, model, demo_data, out, *extra):
     run_recipe(task, "--model_name_or_path", model, "--train_file", d / train, "--validation_file", d / dev,
                "--test_file", d / test, "--do_train", "--do_predict", "--num_train_epochs", "1",
                "--learning_rate", "1e-3", "--output_dir", out, *FAST, *extra,
-               "--auto_bf16", "false")  # the recipe's own predictions in fp32, as common.predict runs PyTorch
+               "--auto_bf16", "false")  # the recipe's own predictions in fp32, as common.tools.predict runs PyTorch
     return out
 
 
@@ -45,7 +47,7 @@ def trained(tiny_model, demo_data, tmp_path_factory):
 
 def _export(model_dir, output, *flags):
     """The command line, as a user runs it."""
-    proc = subprocess.run([sys.executable, "-m", "common.export", str(model_dir), "--format", "onnx", *flags,
+    proc = subprocess.run([sys.executable, "-m", "common.tools.export", str(model_dir), "--format", "onnx", *flags,
                            "--output", str(output)], cwd=ROOT, env=OFFLINE_ENV, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return output
@@ -217,12 +219,12 @@ def test_predict_errors_are_one_line_and_write_nothing(trained, tmp_path):
     cases = [(tmp_path / "reviews.csv", "no column 'text'"), (tmp_path / "latin1.csv", "UTF-8"),
              (tmp_path / "broken.parquet", "could not be read"), (tmp_path / "missing.csv", "not found")]
     for path, expected in cases:
-        proc = _cli("common.predict", trained["text_classification"], "--input", path, "--output", out)
+        proc = _cli("common.tools.predict", trained["text_classification"], "--input", path, "--output", out)
         assert proc.returncode == 2, proc.stderr[-2000:]
         last = proc.stderr.strip().splitlines()[-1]  # above it, only datasets' progress bars
         assert last.startswith("error: ") and expected in last and "Traceback" not in proc.stderr
         assert not out.exists() and sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == []
-    proc = _cli("common.export", trained["ner"], "--format", "onnx", "--output", trained["ner"])
+    proc = _cli("common.tools.export", trained["ner"], "--format", "onnx", "--output", trained["ner"])
     assert proc.returncode == 2 and "already exists" in proc.stderr
 
 

@@ -6,7 +6,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, pipeline
 
-from common import args, imbalance, learning_rates, modeling, training
+from common import args, modeling, training
+from common.techniques import imbalance, learning_rates
 from conftest import FAST, read_json, read_jsonl, run_recipe, write_jsonl
 
 WORDS = ["good", "great", "fine", "bad", "awful", "poor"]

@@ -11,9 +11,10 @@ import pytest
 import torch
 from transformers import PatchTSTForClassification, PatchTSTForPretraining
 
-from common import args, series
+from common import args
 from common.errors import UserError
 from common.labels import LabelSet
+from common.tasks import series_data, series_model
 from conftest import OFFLINE_ENV, ROOT, read_json, read_jsonl, run_recipe
 
 TASK = "time_series_classification"
@@ -69,12 +70,12 @@ def test_pretrain_then_fine_tune_carries_the_backbone_over(pretrained):
     head is new."""
     path = str(pretrained / "pretrained")
     source = PatchTSTForPretraining.from_pretrained(path)
-    cfg = args.parse(series.SeriesArguments, ["--train_file", str(pretrained / "train.csv"), "--model_name_or_path",
+    cfg = args.parse(series_data.SeriesArguments, ["--train_file", str(pretrained / "train.csv"), "--model_name_or_path",
                                               path, "--output_dir", str(pretrained / "unused")])
-    raw = series.load(cfg)
-    arrays = series.to_arrays(raw)
-    config = series.model_config(cfg, arrays, LabelSet.from_splits(raw, "label"))
-    model = series.model_factory(config)(cfg.model)
+    raw = series_data.load(cfg)
+    arrays = series_data.to_arrays(raw)
+    config = series_model.model_config(cfg, arrays, LabelSet.from_splits(raw, "label"))
+    model = series_model.model_factory(config)(cfg.model)
     expected, loaded = backbone(source), backbone(model)
     assert set(loaded) == set(expected) and len(expected) > 10
     for name, tensor in expected.items():
@@ -120,7 +121,7 @@ def test_multivariate_variable_length_with_pretraining_and_lora(tmp_path):
     assert config["channel_attention"] and len(config["channel_means"]) == 3  # several channels: they attend to each other
     assert (out / "pretrained" / "model.safetensors").exists() and (out / "adapter" / "adapter_config.json").exists()
     adapter = read_json(out / "adapter" / "adapter_config.json")
-    assert set(adapter["target_modules"]) == set(series.LORA_TARGETS)
+    assert set(adapter["target_modules"]) == set(series_model.LORA_TARGETS)
     assert read_json(out / "all_results.json")["eval_samples"] == 32
     PatchTSTForClassification.from_pretrained(out)  # the merged model loads without PEFT
 
@@ -140,25 +141,25 @@ def test_wrong_channel_count_in_test_is_one_line_and_writes_nothing(tmp_path):
 
 
 def _config(tmp_path, *argv):
-    return args.parse(series.SeriesArguments, [*map(str, argv), "--output_dir", str(tmp_path / "o")])
+    return args.parse(series_data.SeriesArguments, [*map(str, argv), "--output_dir", str(tmp_path / "o")])
 
 
 def test_missing_values_inside_a_series_stop_the_run_trailing_ones_end_it(tmp_path):
     rows = waves(4)
     rows[1]["series"][0][30:] = [None, None]  # a shorter series: blank trailing cells
     write_wide_csv(tmp_path / "ok.csv", rows)
-    arrays = series.to_arrays(series.load(_config(tmp_path, "--train_file", tmp_path / "ok.csv")))
+    arrays = series_data.to_arrays(series_data.load(_config(tmp_path, "--train_file", tmp_path / "ok.csv")))
     assert [a.shape for a in arrays["train"]] == [(1, 32), (1, 30), (1, 32), (1, 32)]
     rows[2]["series"][0][5] = None
     write_wide_csv(tmp_path / "gap.csv", rows)
     with pytest.raises(UserError, match=r"gap.csv: data row 3 has a missing or infinite value at time step 6 of "
                                         r"channel 1; fill it \(e.g. interpolate\) or drop the row"):
-        series.to_arrays(series.load(_config(tmp_path, "--train_file", tmp_path / "gap.csv")))
+        series_data.to_arrays(series_data.load(_config(tmp_path, "--train_file", tmp_path / "gap.csv")))
 
 
 def test_scaling_and_resampling():
     x = np.stack([np.arange(10.0) * 100 + 7, np.full(10, 3.0)])  # a ramp and a constant channel
-    out = series.prepare(x, 19)
+    out = series_data.prepare(x, 19)
     assert out.shape == (19, 2) and out.dtype == np.float32
     assert out[:, 0].mean() == pytest.approx(0, abs=1e-5) and out[:, 0].std() == pytest.approx(1, abs=1e-5)
     assert np.allclose(np.diff(out[:, 0]), np.diff(out[:, 0])[0], atol=1e-5)  # still a straight ramp
@@ -166,20 +167,20 @@ def test_scaling_and_resampling():
 
 
 def test_ucr_sets_load_offline_by_name(tmp_path):
-    raw = series.load(_config(tmp_path, "--dataset_name", "ucr/BasicMotions"))
-    arrays = series.to_arrays(raw)
+    raw = series_data.load(_config(tmp_path, "--dataset_name", "ucr/BasicMotions"))
+    arrays = series_data.to_arrays(raw)
     assert len(arrays["train"]) == 40 and arrays["test"][0].shape == (6, 100)
     assert sorted(set(raw.splits["train"]["label"])) == ["badminton", "running", "standing", "walking"]
     with pytest.raises(UserError, match="--dataset_name ucr/NoSuchSet: aeon could not load it"):
-        series.load(_config(tmp_path, "--dataset_name", "ucr/NoSuchSet"))
+        series_data.load(_config(tmp_path, "--dataset_name", "ucr/NoSuchSet"))
 
 
 def test_ts_files_read_with_aeon(tmp_path):
     import aeon.datasets
     ts = Path(aeon.datasets.__file__).parent / "data" / "GunPoint" / "GunPoint_TRAIN.ts"
-    raw = series.load(_config(tmp_path, "--train_file", ts, "--test_file", ts.with_name("GunPoint_TEST.ts")))
+    raw = series_data.load(_config(tmp_path, "--train_file", ts, "--test_file", ts.with_name("GunPoint_TEST.ts")))
     assert len(raw.splits["train"]) == 50 and len(raw.splits["test"]) == 150
-    assert series.to_arrays(raw)["train"][0].shape == (1, 150) and set(raw.splits["test"]["label"]) == {"1", "2"}
+    assert series_data.to_arrays(raw)["train"][0].shape == (1, 150) and set(raw.splits["test"]["label"]) == {"1", "2"}
 
 
 def test_dataset_scaling_keeps_amplitude_and_travels_with_the_model(tmp_path):
@@ -189,21 +190,21 @@ def test_dataset_scaling_keeps_amplitude_and_travels_with_the_model(tmp_path):
     with open(tmp_path / "train.jsonl", "w") as fh:
         fh.writelines(json.dumps(r) + "\n" for r in rows)
     cfg = _config(tmp_path, "--train_file", tmp_path / "train.jsonl", "--scaling", "dataset")
-    raw = series.load(cfg)
-    arrays = series.to_arrays(raw)
-    config = series.model_config(cfg, arrays, LabelSet.from_splits(raw, "label"))
+    raw = series_data.load(cfg)
+    arrays = series_data.to_arrays(raw)
+    config = series_model.model_config(cfg, arrays, LabelSet.from_splits(raw, "label"))
     pooled = np.concatenate(arrays["train"], axis=1)
     assert np.allclose(config.channel_means, pooled.mean(axis=1)) and np.allclose(config.channel_stds, pooled.std(axis=1))
     quiet = arrays["train"][0]
     loud = (quiet - quiet.mean(axis=1, keepdims=True)) * 10 + quiet.mean(axis=1, keepdims=True)
-    assert np.allclose(series.prepare_for(config, loud).std(axis=0), 10 * series.prepare_for(config, quiet).std(axis=0),
+    assert np.allclose(series_data.prepare_for(config, loud).std(axis=0), 10 * series_data.prepare_for(config, quiet).std(axis=0),
                        rtol=1e-4)
     series_cfg = _config(tmp_path, "--train_file", tmp_path / "train.jsonl", "--scaling", "series")
-    per_series = series.model_config(series_cfg, arrays)
-    assert np.allclose(series.prepare_for(per_series, loud), series.prepare_for(per_series, quiet), atol=1e-5)
+    per_series = series_model.model_config(series_cfg, arrays)
+    assert np.allclose(series_data.prepare_for(per_series, loud), series_data.prepare_for(per_series, quiet), atol=1e-5)
     config.save_pretrained(tmp_path / "model")  # the statistics travel with the model
     loaded = type(config).from_pretrained(tmp_path / "model")
-    assert np.allclose(series.prepare_for(loaded, loud), series.prepare_for(config, loud))
+    assert np.allclose(series_data.prepare_for(loaded, loud), series_data.prepare_for(config, loud))
 
 
 def test_differences_and_position_free_patches_travel_with_the_model(tmp_path):
@@ -211,7 +212,7 @@ def test_differences_and_position_free_patches_travel_with_the_model(tmp_path):
     --position_encoding none zeroes the patch positions through pre-training and fine-tuning. Both are saved in
     the model's config, so a series prepared for the saved model is the one training saw."""
     x = np.stack([np.arange(10.0) ** 2])  # slopes 1, 3, 5, ...
-    out = series.prepare(x, 10, differences=True)
+    out = series_data.prepare(x, 10, differences=True)
     assert out.shape == (10, 2)
     slope = np.diff(x[0], prepend=x[0, 0])
     assert np.allclose(out[:, 1], (slope - slope.mean()) / slope.std(), atol=1e-5)
@@ -226,6 +227,6 @@ def test_differences_and_position_free_patches_travel_with_the_model(tmp_path):
         assert model.config.differences and model.config.num_input_channels == 2 and len(model.config.channel_means) == 2
         assert not model.model.encoder.positional_encoder.position_enc.any(), path
     cfg = _config(tmp_path, "--train_file", tmp_path / "train.csv", "--model_name_or_path", str(out_dir))
-    arrays = series.to_arrays(series.load(cfg))
-    config = series.model_config(cfg, arrays)  # one channel in the data, two in the model: accepted
-    assert series.prepare_for(config, arrays["train"][0]).shape == (32, 2)
+    arrays = series_data.to_arrays(series_data.load(cfg))
+    config = series_model.model_config(cfg, arrays)  # one channel in the data, two in the model: accepted
+    assert series_data.prepare_for(config, arrays["train"][0]).shape == (32, 2)

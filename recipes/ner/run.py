@@ -19,8 +19,10 @@ sys.path.insert(0, next(str(p) for p in Path(__file__).resolve().parents if (p /
 
 from transformers import AutoModelForTokenClassification  # noqa: E402
 
-from common import args, augment, collators, data, imbalance, modeling, tagging, training  # noqa: E402
+from common import args, collators, data, modeling, training  # noqa: E402
 from common.errors import exits_cleanly  # noqa: E402
+from common.tasks import tagging  # noqa: E402
+from common.techniques import imbalance  # noqa: E402
 
 
 @dataclass
@@ -51,19 +53,21 @@ DEFAULTS = dict(num_train_epochs=3, learning_rate=1e-4, per_device_train_batch_s
 @exits_cleanly
 def main():
     cfg = args.parse(NerArguments, defaults=DEFAULTS)
-    d = cfg.data
+    data_args = cfg.data
 
     # Data and tags: checked (and IOB1 converted) before anything is written. Unnamed columns are found.
-    raw = data.load(cfg, conll=tagging.conll_columns(d))
-    words, tags = tagging.detect_columns(raw, d)
+    raw = data.load(cfg, conll=tagging.conll_columns(data_args))
+    words, tags = tagging.detect_columns(raw, data_args)
     raw.require_columns({words: "text_column_name", tags: "label_column_name"}, optional_in_test=[tags])
     tagging.check_rows(raw, words, tags)
-    tag_set = tagging.TagSet.from_splits(raw, tags, d.label_list, d.tag_scheme, d.strict_labels)
-    raw = augment.training_mentions(raw, cfg, words, tags, tag_set.scheme)  # --augment mentions
+    tag_set = tagging.TagSet.from_splits(raw, tags, data_args.label_list, data_args.tag_scheme,
+                                         data_args.strict_labels)
+    raw = tagging.training_mentions(raw, cfg, words, tags, tag_set.scheme)  # --augment mentions
 
     # Tokenize words into windows of sub-tokens; each window remembers its sentence and word positions.
     tokenizer = modeling.load_tokenizer(cfg.model)
-    encoder = tagging.window_encoder(tokenizer, tag_set, words, tags, d.max_seq_length, d.stride, d.label_all_tokens)
+    encoder = tagging.window_encoder(tokenizer, tag_set, words, tags, data_args.max_seq_length, data_args.stride,
+                                     data_args.label_all_tokens)
     encoded = data.tokenize(raw, encoder, cfg, with_indices=True)
 
     # Model: pre-trained encoder + a fresh token-classification head (+ --freeze_encoder / --lora).
@@ -74,9 +78,11 @@ def main():
     # Metrics and prediction files see words: window predictions are merged back per sentence first.
     trainers = training.TrainerFactory(  # a Trainer per run, or per trial under --hpo_trials
         make_model, tokenizer, encoded, collators.TokenClassificationPadding(tokenizer, cfg),
-        compute_metrics=tagging.metrics_for(tag_set, d.return_entity_level_metrics), main_metric=("f1", True),
+        compute_metrics=tagging.metrics_for(tag_set, encoded, data_args.return_entity_level_metrics),
+        main_metric=("f1", True),
         compute_loss_func=imbalance.loss_from_flags(cfg, tag_set, encoded))
-    training.run(trainers, cfg, raw, encoded, tagging.prediction_writer(tag_set, encoded, words, tags))
+    training.run(trainers, cfg, raw, encoded, tagging.prediction_writer(tag_set, encoded, words, tags),
+                 usage=tagging.usage)
 
 
 if __name__ == "__main__":

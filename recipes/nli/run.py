@@ -15,10 +15,11 @@ sys.path.insert(0, next(str(p) for p in Path(__file__).resolve().parents if (p /
 
 from transformers import AutoModelForSequenceClassification  # noqa: E402
 
-from common import (args, augment, classification, collators, data, imbalance, metrics, modeling,  # noqa: E402
-                    training)
+from common import args, collators, data, metrics, modeling, training  # noqa: E402
 from common.errors import exits_cleanly  # noqa: E402
 from common.labels import SINGLE, LabelSet  # noqa: E402
+from common.tasks import classification  # noqa: E402
+from common.techniques import augment, imbalance  # noqa: E402
 
 
 @dataclass
@@ -36,23 +37,23 @@ DEFAULTS = dict(num_train_epochs=4, learning_rate=5e-5, per_device_train_batch_s
 @exits_cleanly
 def main():
     cfg = args.parse(NliArguments, defaults=DEFAULTS)
-    d = cfg.data
-    pair = [d.premise_column_name, d.hypothesis_column_name]
+    data_args = cfg.data
+    pair, label_column = [data_args.premise_column_name, data_args.hypothesis_column_name], data_args.label_column_name
 
     # Data and labels. SNLI marks pairs the annotators disagreed on with -1: those are dropped.
     raw = data.load(cfg)
-    raw.require_columns({d.premise_column_name: "premise_column_name",
-                         d.hypothesis_column_name: "hypothesis_column_name",
-                         d.label_column_name: "label_column_name"}, optional_in_test=[d.label_column_name])
+    raw.require_columns({pair[0]: "premise_column_name", pair[1]: "hypothesis_column_name",
+                         label_column: "label_column_name"}, optional_in_test=[label_column])
     classification.check_texts(raw, pair)
-    label_set = LabelSet.from_splits(raw, d.label_column_name, d.label_list, d.strict_labels, problem_type=SINGLE)
-    classification.drop_unlabelled(raw, label_set, d.label_column_name)
+    label_set = LabelSet.from_splits(raw, label_column, data_args.label_list, data_args.strict_labels,
+                                     problem_type=SINGLE)
+    classification.drop_unlabelled(raw, label_set, label_column)
 
     # Tokenize each pair as one sequence; truncation trims the longer side first.
     tokenizer = modeling.load_tokenizer(cfg.model)
-    raw = augment.training_texts(raw, cfg, [d.premise_column_name], tokenizer)  # --augment alters premises only
-    encoded = data.tokenize(raw, classification.encoder(tokenizer, label_set, pair, d.label_column_name,
-                                                        d.max_seq_length), cfg)
+    raw = augment.training_texts(raw, cfg, pair[:1], tokenizer)  # --augment alters premises only
+    encoded = data.tokenize(raw, classification.encoder(tokenizer, label_set, pair, label_column,
+                                                        data_args.max_seq_length), cfg)
 
     config = modeling.load_config(cfg.model, label_set)
     make_model = lambda model_args: modeling.load_model(  # noqa: E731  (per trial under --hpo_trials)
@@ -64,7 +65,8 @@ def main():
         make_model, tokenizer, encoded, collators.dynamic_padding(tokenizer, cfg),
         compute_metrics=metrics.for_labels(label_set), main_metric=metrics.main_metric(SINGLE),
         compute_loss_func=loss)
-    training.run(trainers, cfg, raw, encoded, classification.prediction_writer(label_set, pair, d.label_column_name))
+    training.run(trainers, cfg, raw, encoded, classification.prediction_writer(label_set, pair, label_column),
+                 usage=classification.usage)
 
 
 if __name__ == "__main__":

@@ -20,8 +20,10 @@ sys.path.insert(0, next(str(p) for p in Path(__file__).resolve().parents if (p /
 
 from transformers import AutoModelForQuestionAnswering  # noqa: E402
 
-from common import args, augment, classification, collators, data, modeling, span_extraction, squad, training  # noqa: E402
+from common import args, collators, data, modeling, training  # noqa: E402
 from common.errors import exits_cleanly  # noqa: E402
+from common.tasks import span_extraction, squad  # noqa: E402
+from common.techniques import augment  # noqa: E402
 
 
 @dataclass
@@ -51,25 +53,28 @@ DEFAULTS = dict(num_train_epochs=3, learning_rate=1e-4, per_device_train_batch_s
 @exits_cleanly
 def main():
     cfg = args.parse(QaArguments, defaults=DEFAULTS)
-    d = cfg.data
+    data_args = cfg.data
 
     # Data: checked before anything is written. Answers whose answer_start misses their text are reported
     # and left out of training. Unnamed columns are found.
     raw = data.load(cfg)
-    q, c, a = squad.detect_columns(raw, d)
-    raw.require_columns({q: "question_column_name", c: "context_column_name", a: "answer_column_name"},
-                        optional_in_test=[a])
-    classification.check_texts(raw, [q, c])
-    squad.check_examples(raw, a)
-    version_2 = squad.has_unanswerable(raw, a) if d.version_2_with_negative is None else d.version_2_with_negative
-    squad.drop_mismatched_answers(raw, c, a)
+    question, context, answers = squad.detect_columns(raw, data_args)
+    raw.require_columns({question: "question_column_name", context: "context_column_name",
+                         answers: "answer_column_name"}, optional_in_test=[answers])
+    raw.require_texts([question, context])
+    squad.check_examples(raw, answers)
+    version_2 = data_args.version_2_with_negative
+    if version_2 is None:
+        version_2 = squad.has_unanswerable(raw, answers)
+    squad.drop_mismatched_answers(raw, context, answers)
     augment.refuse(cfg, "extractive QA", "answers are character spans of the context")
 
     # Tokenize: each question with overlapping windows of its context; the stride is checked first.
     tokenizer = modeling.load_tokenizer(cfg.model)
-    span_extraction.check_windows_fit(tokenizer, raw, q, d.max_seq_length, d.doc_stride)
-    encoded = data.tokenize(raw, span_extraction.window_encoder(tokenizer, q, c, a, d.max_seq_length, d.doc_stride),
-                            cfg, desc="windowing", with_indices=True)
+    span_extraction.check_windows_fit(tokenizer, raw, question, data_args.max_seq_length, data_args.doc_stride)
+    encoder = span_extraction.window_encoder(tokenizer, question, context, answers, data_args.max_seq_length,
+                                             data_args.doc_stride)
+    encoded = data.tokenize(raw, encoder, cfg, desc="windowing", with_indices=True)
 
     # Model: pre-trained encoder + a fresh start/end head (qa_outputs; trained in full under --lora).
     config = modeling.load_config(cfg.model)
@@ -78,12 +83,12 @@ def main():
     collator = collators.dynamic_padding(tokenizer, cfg)
 
     # Windows' logits back to one answer per question, scored with the official SQuAD semantics.
-    scorer = span_extraction.SpanScorer(raw, encoded, q, c, a, d.n_best_size, d.max_answer_length, version_2,
-                                        d.null_score_diff_threshold, progress=not cfg.training.disable_tqdm)
+    scorer = span_extraction.SpanScorer(raw, encoded, question, context, answers, data_args.n_best_size,
+                                        data_args.max_answer_length, version_2, data_args.null_score_diff_threshold,
+                                        progress=not cfg.training.disable_tqdm)
     trainers = training.TrainerFactory(make_model, tokenizer, encoded, collator,
                                        compute_metrics=scorer.compute_metrics, main_metric=("f1", True))
-    training.run(trainers, cfg, raw, encoded, scorer.write_predictions)
-
+    training.run(trainers, cfg, raw, encoded, scorer.write_predictions, usage=span_extraction.usage)
 
 if __name__ == "__main__":
     main()

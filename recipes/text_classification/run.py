@@ -17,9 +17,10 @@ sys.path.insert(0, next(str(p) for p in Path(__file__).resolve().parents if (p /
 
 from transformers import AutoModelForSequenceClassification  # noqa: E402
 
-from common import (args, augment, classification, collators, data, imbalance, metrics, modeling,  # noqa: E402
-                    training)
+from common import args, collators, data, metrics, modeling, training  # noqa: E402
 from common.errors import exits_cleanly  # noqa: E402
+from common.tasks import classification  # noqa: E402
+from common.techniques import augment, imbalance  # noqa: E402
 
 
 @dataclass
@@ -50,23 +51,24 @@ DEFAULTS = dict(num_train_epochs=3, learning_rate=5e-5, per_device_train_batch_s
 @exits_cleanly
 def main():
     cfg = args.parse(TextClassificationArguments, defaults=DEFAULTS)
-    d = cfg.data
-    classification.glue_task(d)  # --task_name: a GLUE task from the Hub
+    data_args = cfg.data
+    classification.glue_task(data_args)  # --task_name: a GLUE task from the Hub
 
     # Data and labels: checked before anything is written. Without --text_column_names the columns are found.
     raw = data.load(cfg)
-    text_columns = classification.detect_text_columns(raw, d)
-    raw.require_columns({**{c: "text_column_names" for c in text_columns}, d.label_column_name: "label_column_name"},
-                        optional_in_test=[d.label_column_name])
-    classification.check_texts(raw, text_columns, d.text_column_delimiter)
-    label_set = classification.labels_from_flags(raw, d)
-    classification.drop_unlabelled(raw, label_set, d.label_column_name)
+    text_columns = classification.detect_text_columns(raw, data_args)
+    label_column = data_args.label_column_name
+    raw.require_columns({**{c: "text_column_names" for c in text_columns}, label_column: "label_column_name"},
+                        optional_in_test=[label_column])
+    classification.check_texts(raw, text_columns, data_args.text_column_delimiter)
+    label_set = classification.labels_from_flags(raw, data_args)
+    classification.drop_unlabelled(raw, label_set, label_column)
 
     # Tokenize: truncate only; batches are padded dynamically by the collator.
     tokenizer = modeling.load_tokenizer(cfg.model)
     raw = augment.training_texts(raw, cfg, text_columns, tokenizer)  # --augment: altered copies of train examples
-    encoded = data.tokenize(raw, classification.encoder(tokenizer, label_set, text_columns, d.label_column_name,
-                                                        d.max_seq_length, d.text_column_delimiter), cfg)
+    encoded = data.tokenize(raw, classification.encoder(tokenizer, label_set, text_columns, label_column,
+                                                        data_args.max_seq_length, data_args.text_column_delimiter), cfg)
 
     # Model: pre-trained encoder + a fresh head sized to the label set (+ --freeze_encoder / --lora).
     config = modeling.load_config(cfg.model, label_set)
@@ -76,10 +78,11 @@ def main():
 
     trainers = training.TrainerFactory(  # a Trainer per run, or per trial under --hpo_trials
         make_model, tokenizer, encoded, collators.dynamic_padding(tokenizer, cfg),
-        compute_metrics=metrics.for_labels(label_set, d.multi_label_threshold, d.metric_name),
+        compute_metrics=metrics.for_labels(label_set, data_args.multi_label_threshold, data_args.metric_name),
         main_metric=metrics.main_metric(label_set.problem_type), compute_loss_func=loss)
-    training.run(trainers, cfg, raw, encoded, classification.prediction_writer(
-        label_set, text_columns, d.label_column_name, d.multi_label_threshold))
+    write_predictions = classification.prediction_writer(label_set, text_columns, label_column,
+                                                         data_args.multi_label_threshold)
+    training.run(trainers, cfg, raw, encoded, write_predictions, usage=classification.usage)
 
 
 if __name__ == "__main__":

@@ -14,28 +14,29 @@ sys.path.insert(0, next(str(p) for p in Path(__file__).resolve().parents if (p /
 
 from transformers import PatchTSTForPretraining  # noqa: E402
 
-from common import args, augment, series, training  # noqa: E402
+from common import args, training  # noqa: E402
 from common.errors import exits_cleanly  # noqa: E402
+from common.tasks import series_data, series_model  # noqa: E402
 
 
 @exits_cleanly
 def main():
-    cfg = args.parse(series.SeriesArguments)
-    series.use_threads(cfg.data.torch_threads)
-    raw = series.load(cfg, labelled=False)
-    arrays = series.to_arrays(raw)
-    raw, arrays = augment.training_series(raw, arrays, cfg)  # --augment jitter,scale,slice: training series only
-    config = series.model_config(cfg, arrays)  # a new backbone sized to the data, or --model_name_or_path's
-    encoded = series.features(arrays, config)
+    cfg = args.parse(series_data.SeriesArguments)
+    series_model.use_threads(cfg.data.torch_threads)
+    raw = series_data.load(cfg, labelled=False)
+    arrays = series_data.to_arrays(raw, cfg.data.series_column_name)
+    raw, arrays = series_data.training_series(raw, arrays, cfg)  # --augment jitter,scale,slice: training series
+    config = series_model.model_config(cfg, arrays)  # a new backbone sized to the data, or --model_name_or_path's
+    encoded = series_data.features(arrays, config)
 
     def make_model(model_args):  # continue from a checkpoint's backbone, or start new
-        model = series.pretraining_model(config, cfg.data.mask_ratio)
+        model = series_model.pretraining_model(config, cfg.data.mask_ratio)
         if model_args.model_name_or_path:
             model = PatchTSTForPretraining.from_pretrained(model_args.model_name_or_path, config=model.config,
                                                            ignore_mismatched_sizes=True)
         return model
 
-    trainers = training.TrainerFactory(make_model, None, encoded, series.collate, compute_metrics=None,
+    trainers = training.TrainerFactory(make_model, None, encoded, series_data.collate, compute_metrics=None,
                                        main_metric=("loss", False))
     training.run(trainers, cfg, raw, encoded)
 

@@ -1,5 +1,5 @@
-"""Time series for classification with PatchTST: loading, checks, scaling, one length, model config,
-collator, and self-supervised masked-patch pre-training.
+"""Time series for classification: loading, checks, one length, scaling, model inputs, augmentation and
+prediction files. The model (PatchTST: config, factory, pre-training) is in common.tasks.series_model.
 
 Data come as
 - `--dataset_name ucr/NAME`: a UCR/UEA archive set read by aeon (the sets in aeon's wheel work offline);
@@ -17,28 +17,25 @@ Every series becomes an array of shape (channels, time). Then, in this order:
   (`dataset`: amplitude is kept, which tells e.g. standing from running; the statistics are saved in the
   model's config as `channel_means`/`channel_stds`). The model's own scaler is off.
 """
-import copy
-import dataclasses
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import Optional
 
 import datasets
 import numpy as np
 import torch
-from transformers import PatchTSTConfig, PatchTSTForClassification, PatchTSTForPretraining, Trainer
 
-from common import args, artifacts, data, metrics, modeling, reports
-from common.data import RawData, TEST, TRAIN
+from common import args, artifacts, data, metrics, reports
+from common.data import TEST, TRAIN, RawData
 from common.errors import UserError
+from common.tasks import classification
+from common.techniques import augment
 
 logger = logging.getLogger(__name__)
 
 UCR_PREFIX = "ucr/"
 SERIES = "series"  # the column every loader produces: a list per channel
-LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj", "ff.0", "ff.3"]  # attention and MLP projections
 
 
 @dataclass
@@ -80,12 +77,6 @@ class SeriesArguments(args.DataArguments):
                                      "ran many times slower on a busy 2-core machine). 0: torch's default."})
 
 
-def use_threads(count):
-    """--torch_threads: set before any work (0 keeps torch's default)."""
-    if count:
-        torch.set_num_threads(count)
-
-
 # ---------------------------------------------------------------- loading
 
 
@@ -99,7 +90,6 @@ def load(cfg, labelled=True) -> RawData:
         raw.splits[split] = _to_series_rows(ds, column, label, raw.sources[split])
     if labelled:
         raw.require_columns({label: "label_column_name"}, optional_in_test=[label])
-    raw.series_column = cfg.data.series_column_name
     return raw
 
 
@@ -175,9 +165,10 @@ def _parse_cell(value, source, row, column):
 # ---------------------------------------------------------------- checks and arrays
 
 
-def to_arrays(raw) -> dict:
+def to_arrays(raw, series_column=None) -> dict:
     """split -> list of float arrays (channels, time), checked: no missing values inside a series, the same
-    channel count in every series of every split (the training data's)."""
+    channel count in every series of every split (the training data's). series_column: the
+    --series_column_name the rows came from, for the errors (default: the `series` column)."""
     arrays = {split: [_checked(np.asarray(v, dtype=np.float64), raw.sources[split], i) for i, v in enumerate(ds[SERIES])]
               for split, ds in raw.splits.items()}
     expected = where = None
@@ -189,13 +180,10 @@ def to_arrays(raw) -> dict:
         if expected is None:
             expected, where = counts[0], f"{raw.sources[split]} ({split})"
         elif counts[0] != expected:
-            raise UserError(f"{raw.sources[split]}: series have {counts[0]} channel(s) (column '{_column(raw)}'), "
-                            f"{where} has {expected}; give every split the same channels, in the same order")
+            raise UserError(f"{raw.sources[split]}: series have {counts[0]} channel(s) (column "
+                            f"'{series_column or SERIES}'), {where} has {expected}; give every split the same "
+                            f"channels, in the same order")
     return arrays
-
-
-def _column(raw):
-    return getattr(raw, "series_column", None) or SERIES
 
 
 def _checked(series, source, row):
@@ -249,13 +237,16 @@ def features(arrays, config, label_set=None, raw=None, label_column=None) -> dic
     """split -> list of model inputs {past_values, target_values (when labelled)}, prepared for `config`."""
     out = {}
     for split, values in arrays.items():
-        labels = raw.splits[split][label_column] if label_set and label_column in raw.splits[split].column_names \
-            else None
+        labelled = label_set is not None and label_column in raw.splits[split].column_names
+        labels = raw.splits[split][label_column] if labelled else None
         if labels is not None and not all(label_set.is_labelled(v) for v in labels):
             labels = None  # a test split without gold labels
-        out[split] = [{"past_values": prepare_for(config, v),
-                       **({"target_values": label_set.encode(labels[i])} if labels is not None else {})}
-                      for i, v in enumerate(values)]
+        out[split] = []
+        for i, series in enumerate(values):
+            inputs = {"past_values": prepare_for(config, series)}
+            if labels is not None:
+                inputs["target_values"] = label_set.encode(labels[i])
+            out[split].append(inputs)
     return out
 
 
@@ -266,138 +257,80 @@ def collate(rows):
     return batch
 
 
-# ---------------------------------------------------------------- model
-
-
-def model_config(cfg, arrays, label_set=None) -> PatchTSTConfig:
-    """A checkpoint's config (--model_name_or_path), or a new one sized to the data and the flags; with the
-    task's labels when label_set is given."""
-    d, path = cfg.data, cfg.model.model_name_or_path
-    channels = len(arrays[next(iter(arrays))][0])
-    if path:
-        config = modeling._from_pretrained(PatchTSTConfig, path, cfg.model)
-        if d.context_length and d.context_length != config.context_length:
-            raise UserError(f"--context_length {d.context_length}: the model {path} was trained on length "
-                            f"{config.context_length}; drop --context_length")
-        trained_on = config.num_input_channels // (2 if getattr(config, "differences", False) else 1)
-        if trained_on != channels:
-            raise UserError(f"--model_name_or_path {path} was trained on {trained_on} channel(s), the "
-                            f"data have {channels}; pre-train on series with these channels, or pick the matching model")
-    else:
-        train = arrays[TRAIN if TRAIN in arrays else next(iter(arrays))]
-        length = d.context_length or max(v.shape[1] for v in train)
-        patch = d.patch_length or default_patch_length(length)
-        if patch >= length:
-            raise UserError(f"--patch_length {patch}: must be shorter than the series ({length} steps)")
-        config = PatchTSTConfig(
-            num_input_channels=channels * (2 if d.differences else 1), context_length=length, patch_length=patch,
-            patch_stride=d.patch_stride or max(1, patch // 2), d_model=d.d_model, num_hidden_layers=d.num_hidden_layers,
-            num_attention_heads=d.num_attention_heads, ffn_dim=d.ffn_dim, attention_dropout=d.model_dropout,
-            ff_dropout=d.model_dropout, head_dropout=d.model_dropout, scaling=None,  # scaled in prepare()
-            channel_attention=channels > 1 if d.channel_attention is None else d.channel_attention)
-        config.differences = d.differences
-        config.positional_encoding_type = "random" if d.position_encoding == "learned" else "sincos"
-        config.position_free = d.position_encoding == "none"
-        if d.scaling == "dataset":  # every value of every training series, per channel
-            pooled = np.concatenate([expand(v, v.shape[1], d.differences) for v in train], axis=1)
-            config.channel_means, config.channel_stds = pooled.mean(axis=1).tolist(), pooled.std(axis=1).tolist()
-    config.pooling_type = d.pooling
-    if cfg.model.dropout is not None:
-        config.attention_dropout = config.ff_dropout = config.head_dropout = cfg.model.dropout
-    if label_set is not None:
-        config.num_targets = label_set.num_labels
-        config.id2label, config.label2id = label_set.id2label, label_set.label2id
-    return config
-
-
-def default_patch_length(length) -> int:
-    """About 16 patches of 50% overlap over the series, patches of 2 to 16 steps."""
-    return int(min(16, max(2, length // 8)))
-
-
-def model_factory(config, pretrained=None):
-    """make_model(model_args) for training.TrainerFactory: a new PatchTSTForClassification, or one whose
-    backbone (`model.*`) comes from a checkpoint (`pretrained`, else --model_name_or_path), pre-trained or
-    fine-tuned; the head starts fresh when its shape differs. Then --freeze_encoder (a linear probe) or --lora
-    on the attention and MLP projections."""
-    def make_model(model_args):
-        path = pretrained or model_args.model_name_or_path
-        if model_args.freeze_encoder and model_args.lora:
-            raise UserError("--freeze_encoder and --lora both decide what trains: choose one")
-        if model_args.cache_features:
-            raise UserError("--cache_features is for the text recipes; drop it here (--freeze_encoder alone trains "
-                            "only the head)")
-        if not path and (model_args.freeze_encoder or model_args.lora):
-            raise UserError(f"--{'freeze_encoder' if model_args.freeze_encoder else 'lora'} needs a pre-trained "
-                            f"backbone: pass --model_name_or_path or --pretrain_epochs")
-        if path:
-            model = without_positions(PatchTSTForClassification.from_pretrained(
-                path, config=copy.deepcopy(config), ignore_mismatched_sizes=True))
-        else:
-            model = without_positions(PatchTSTForClassification(copy.deepcopy(config)))
-        if model_args.freeze_encoder:
-            modeling.freeze_encoder(model)
-        if model_args.lora:
-            model_args = dataclasses.replace(model_args, lora_target_modules=model_args.lora_target_modules or LORA_TARGETS)
-            model = modeling.add_lora(model, model_args, peft_task_type=None)
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        logger.warning("trainable parameters: %s of %s", f"{trainable:,}", f"{sum(p.numel() for p in model.parameters()):,}")
-        return model
-    return make_model
-
-
-def pretraining_model(config, mask_ratio) -> PatchTSTForPretraining:
-    """Masked-patch reconstruction: a share of patches is zeroed, the model restores them (MSE on those)."""
-    config = copy.deepcopy(config)
-    config.update(dict(do_mask_input=True, mask_type="random", random_mask_ratio=mask_ratio, num_targets=1,
-                       id2label=None, label2id=None))
-    return without_positions(PatchTSTForPretraining(config))
-
-
-def without_positions(model):
-    """--position_encoding none: the (fixed) position encoding zeroed; saved so, so checkpoints keep it."""
-    if getattr(model.config, "position_free", False):
-        encoding = model.model.encoder.positional_encoder.position_enc
-        encoding.data.zero_()
-        encoding.requires_grad_(False)
-    return model
-
-
-def pretrain(config, train_features, training_args, output_dir, epochs, mask_ratio, learning_rate=None) -> dict:
-    """Pre-train a backbone on the training series (labels unused) and save it to output_dir: the
-    --pretrain_epochs convenience of the recipe. Returns the training metrics."""
-    pretrain_args = dataclasses.replace(
-        training_args, output_dir=output_dir, num_train_epochs=epochs, eval_strategy="no", save_strategy="no",
-        load_best_model_at_end=False, do_eval=False, do_predict=False, label_names=[],
-        learning_rate=learning_rate or training_args.learning_rate, metric_for_best_model=None)
-    unlabelled = [{"past_values": f["past_values"]} for f in train_features]
-    trainer = Trainer(model=pretraining_model(config, mask_ratio), args=pretrain_args, train_dataset=unlabelled,
-                      data_collator=collate)
-    result = trainer.train()
-    trainer.save_model(output_dir)
-    trainer.accelerator.wait_for_everyone()  # under accelerate launch, all processes then load the saved backbone
-    return result.metrics
-
-
 # ---------------------------------------------------------------- outputs
 
 
 def prediction_writer(label_set, label_column):
-    """<split>_predictions.jsonl (predictions.jsonl for test): id, predicted_label, probabilities, label."""
+    """<split>_predictions.jsonl (predictions.jsonl for test): classification's rows without an input (id,
+    predicted_label, probabilities, label); for labelled splits the confusion matrix and examples.png."""
     def write(split, output, raw_split, output_dir):
         scores = metrics.scores_from_logits(output.predictions, label_set.problem_type)
-        ids = raw_split["id"] if "id" in raw_split.column_names else range(len(raw_split))
-        gold = raw_split[label_column] if label_column in raw_split.column_names else [None] * len(raw_split)
-        rows = [{"id": i, "predicted_label": label_set.names[int(np.argmax(s))],
-                 "probabilities": {n: round(float(p), 6) for n, p in zip(label_set.names, s)},
-                 **({"label": label_set.names[label_set.encode(g)]} if label_set.is_labelled(g) else {})}
-                for i, s, g in zip(ids, scores, gold)]
-        stem = "predictions" if split == TEST else f"{split}_predictions"
-        artifacts.write_jsonl(os.path.join(output_dir, f"{stem}.jsonl"), rows)
+        rows = classification.prediction_rows(split, scores, raw_split, label_set, [], label_column)
+        artifacts.write_jsonl(artifacts.split_file(output_dir, split, artifacts.PREDICTIONS), rows)
         if all("label" in row for row in rows):  # plots need gold labels
             predicted = np.argmax(scores, axis=-1)
-            reports.confusion_matrix_plot(output_dir, split, output.label_ids, predicted, label_set.names)
-            reports.task_plot(output_dir, split, "examples", lambda figure: reports.draw_series_examples(
+            classification.confusion_matrix_plot(output_dir, split, output.label_ids, predicted, label_set.names)
+            reports.task_plot(output_dir, split, "examples", lambda figure: draw_series_examples(
                 figure, raw_split[SERIES], [r["label"] for r in rows], [r["predicted_label"] for r in rows],
                 label_set.names), size=(9, 1.6 + 1.6 * min(len(label_set.names), 8)))
     return write
+
+
+def draw_series_examples(figure, series, gold, predicted, names, per_class=3):
+    """A few series of each gold class (one row of panels per class; every channel drawn), titled with the
+    predicted label: green when right, red when wrong."""
+    shown = [[i for i, g in enumerate(gold) if g == name][:per_class] for name in names]
+    shown = [(name, rows) for name, rows in zip(names, shown) if rows][:8]  # beyond 8 classes: the first 8
+    grid = figure.subplots(len(shown), per_class, squeeze=False, sharex=True)
+    for (name, rows), axes_row in zip(shown, grid):
+        axes_row[0].set_ylabel(f"gold: {name}", fontsize=8)
+        for axes, i in zip(axes_row, rows + [None] * (per_class - len(rows))):
+            if i is None:
+                axes.axis("off")
+                continue
+            for channel in np.atleast_2d(np.asarray(series[i], dtype=float)):
+                axes.plot(channel, linewidth=0.8)
+            axes.set_title(f"predicted: {predicted[i]}", fontsize=8,
+                           color="tab:green" if predicted[i] == name else "tab:red")
+            axes.tick_params(labelsize=6)
+    figure.suptitle(f"examples per class ({len(gold)} series)")
+
+
+# ---------------------------------------------------------------- --augment: time-series operations ((channels, time) arrays)
+
+
+def jitter(series, p, rng):
+    return series + rng.normal(0.0, 1.0, series.shape) * p * series.std(axis=1, keepdims=True)
+
+
+def scale(series, p, rng, knots=5):
+    """Magnitude warping: per channel, N(1, p) at `knots` evenly spaced points, linear in between."""
+    steps = np.linspace(0, 1, series.shape[1])
+    curves = [np.interp(steps, np.linspace(0, 1, knots), rng.normal(1.0, p, knots)) for _ in series]
+    return series * np.stack(curves)
+
+
+def slice_window(series, p, rng):
+    length = series.shape[1]
+    window = max(2, round((1 - p) * length))
+    start = rng.integers(length - window + 1)
+    old, new = np.linspace(0, 1, window), np.linspace(0, 1, length)
+    return np.stack([np.interp(new, old, channel[start:start + window]) for channel in series])
+
+
+def training_series(raw, arrays, cfg):
+    """--augment jitter,scale,slice (common.techniques.augment): arrays (split -> (channels, time) arrays from to_arrays) and the raw training rows
+    (whose labels features() reads) extended together; returns both."""
+    ops = augment.checked_ops(cfg, augment.SERIES_OPS, "time series")
+    if not ops:
+        return raw, arrays
+    p, functions = cfg.data.augment_probability, {"jitter": jitter, "scale": scale, "slice": slice_window}
+    copies = []
+
+    def alter(i, row, op, rng):
+        copy = functions[op](arrays[TRAIN][i], p, rng)
+        copies.append(copy)
+        row[SERIES] = copy.tolist()
+        return row
+    raw = augment.extend(raw, cfg, ops, alter)
+    return raw, {**arrays, TRAIN: arrays[TRAIN] + copies}

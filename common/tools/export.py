@@ -1,15 +1,15 @@
 """Export a trained output directory to ONNX, optionally with int8 weights, for serving with ONNX Runtime.
 
-    python -m common.export outputs/text_classification --format onnx                 # -> .../onnx
-    python -m common.export outputs/ner --format onnx --quantize int8 --output served/ner
+    python -m common.tools.export outputs/text_classification --format onnx                 # -> .../onnx
+    python -m common.tools.export outputs/ner --format onnx --quantize int8 --output served/ner
 
 Text classification, NLI, NER, QA (LoRA runs: the merged model) and PatchTST time-series classifiers.
 The exporter is PyTorch's own (`torch.onnx.export(dynamo=True)`: torch.export, then ONNX), int8 is ONNX
 Runtime's dynamic quantization (weights int8 ahead of time, activations quantized per batch), and the
 export is checked against the PyTorch model on sample inputs before anything is kept. The directory holds
-model.onnx, config.json (label names), the tokenizer, run_config.yaml (the columns common.predict reads),
+model.onnx, config.json (label names), the tokenizer, run_config.yaml (the columns common.tools.predict reads),
 all_results.json (the source run's scores) and onnx_export.json (versions, the measured difference to
-PyTorch); common.onnx_models loads it for pipeline(), common.predict and span_extraction.answer.
+PyTorch); common.onnx_models loads it for pipeline(), common.tools.predict and span_extraction.answer.
 """
 import argparse
 import logging
@@ -22,7 +22,7 @@ import torch
 from transformers import AutoTokenizer, PatchTSTForClassification
 
 from common import artifacts, inference, modeling, onnx_models
-from common.args import FINISHED_MARKER, RESOLVED_CONFIG_NAME
+from common.args import RUN_FINISHED_MARKER, RESOLVED_CONFIG_NAME
 from common.errors import UserError, exits_cleanly
 
 logger = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ SAMPLE_TEXTS = [("Who wrote it?", "The report was written by Anna Schmidt in Ber
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m common.export", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m common.tools.export", description=__doc__.split("\n\n")[0])
     parser.add_argument("model_dir", help="A trained output directory (its config.json, weights, tokenizer).")
     parser.add_argument("--format", required=True, choices=["onnx"])
     parser.add_argument("--quantize", choices=["int8"], help="int8 weights (ONNX Runtime dynamic quantization).")
@@ -77,7 +77,7 @@ def export(model_dir, output, quantize=None, overwrite=False) -> dict:
         model.config.save_pretrained(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
-        for name in (RESOLVED_CONFIG_NAME, FINISHED_MARKER):  # the columns common.predict reads; the run's scores
+        for name in (RESOLVED_CONFIG_NAME, RUN_FINISHED_MARKER):  # the columns common.tools.predict reads; the run's scores
             if os.path.exists(os.path.join(model_dir, name)):
                 shutil.copy(os.path.join(model_dir, name), tmp)
         artifacts.write_json(os.path.join(tmp, onnx_models.EXPORT_INFO), info)

@@ -19,7 +19,7 @@ Seeded by --seed: the same run makes the same copies, in every process of `accel
   not stay aligned, so the training split keeps only the words and the tags.
 - time series, after the checks and before resampling: `jitter` adds Gaussian noise of p times each channel's
   standard deviation; `scale` multiplies each channel by a smooth random curve around 1 (sigma p; a constant
-  factor would be undone exactly by the per-series z-normalisation of common.series); `slice` crops a window
+  factor would be undone exactly by the per-series z-normalisation of common.tasks.series_data); `slice` crops a window
   of (1 - p) of the series at a random place and stretches it back to the full length.
 """
 import logging
@@ -29,23 +29,22 @@ import numpy as np
 
 from common.data import TRAIN
 from common.errors import UserError
-from common.series import SERIES
-from common.tagging import entities
 
 logger = logging.getLogger(__name__)
 
 TEXT_OPS = ("delete", "swap", "mask")
-NER_OPS = ("mentions",)
-SERIES_OPS = ("jitter", "scale", "slice")
+NER_OPS = ("mentions",)  # common.tasks.tagging.training_mentions
+SERIES_OPS = ("jitter", "scale", "slice")  # common.tasks.series_data.training_series
 _KIND = {**{op: "text" for op in TEXT_OPS}, **{op: "NER" for op in NER_OPS}, **{op: "time-series" for op in SERIES_OPS}}
 
 
-# ---------------------------------------------------------------- entry points, one per kind of data
+# ---------------------------------------------------------------- entry points: text here; NER mentions in
+# common.tasks.tagging and series operations in common.tasks.series_data (each builds on checked_ops and extend)
 
 
 def training_texts(raw, cfg, columns, tokenizer):
     """Text classification (columns: its text columns) and NLI (columns: the premise)."""
-    ops = _checked_ops(cfg, TEXT_OPS, "text")
+    ops = checked_ops(cfg, TEXT_OPS, "text")
     if not ops:
         return raw
     if "mask" in ops and tokenizer.mask_token is None:
@@ -61,39 +60,7 @@ def training_texts(raw, cfg, columns, tokenizer):
             if words:
                 row[column] = " ".join(functions[op](words, p, rng))
         return row
-    return _extend(raw, cfg, ops, alter)
-
-
-def training_mentions(raw, cfg, words_column, tags_column, scheme):
-    """NER, after common.tagging read the tags (names, IOB2 or BIOES)."""
-    ops = _checked_ops(cfg, NER_OPS, "NER")
-    if not ops:
-        return raw
-    raw.splits[TRAIN] = raw.splits[TRAIN].select_columns([words_column, tags_column])
-    pool = MentionPool(raw.splits[TRAIN][words_column], raw.splits[TRAIN][tags_column], scheme)
-
-    def alter(i, row, op, rng):
-        row[words_column], row[tags_column] = pool.replace(i, cfg.data.augment_probability, rng)
-        return row
-    return _extend(raw, cfg, ops, alter)
-
-
-def training_series(raw, arrays, cfg):
-    """Time series: arrays (split -> (channels, time) arrays from series.to_arrays) and the raw training rows
-    (whose labels series.features reads) extended together; returns both."""
-    ops = _checked_ops(cfg, SERIES_OPS, "time series")
-    if not ops:
-        return raw, arrays
-    p, functions = cfg.data.augment_probability, {"jitter": jitter, "scale": scale, "slice": slice_window}
-    copies = []
-
-    def alter(i, row, op, rng):
-        copy = functions[op](arrays[TRAIN][i], p, rng)
-        copies.append(copy)
-        row[SERIES] = copy.tolist()
-        return row
-    raw = _extend(raw, cfg, ops, alter)
-    return raw, {**arrays, TRAIN: arrays[TRAIN] + copies}
+    return extend(raw, cfg, ops, alter)
 
 
 def refuse(cfg, task, why):
@@ -112,7 +79,8 @@ def _names(cfg):
     return [name for item in cfg.data.augment or [] for name in item.split(",") if name]
 
 
-def _checked_ops(cfg, valid, kind):
+def checked_ops(cfg, valid, kind):
+    """The --augment operations asked for, checked against those the recipe takes (valid)."""
     _check_numbers(cfg)
     ops = _names(cfg)
     for op in ops:
@@ -134,7 +102,7 @@ def _check_numbers(cfg):
         raise UserError(f"--augment_probability {data.augment_probability}: must be above 0 and at most 1")
 
 
-def _extend(raw, cfg, ops, alter):
+def extend(raw, cfg, ops, alter):
     """raw with its training split followed by augment_factor altered copies of each example (copy k of every
     example after copy k-1 of every example). alter(index, row, op, rng) -> the row altered by op; index: the
     original's position in the training split."""
@@ -175,82 +143,3 @@ def mask_span(words, p, rng, mask_token):
     length = min(len(words) - 1, max(1, round(p * len(words))))
     start = rng.integers(len(words) - length + 1)
     return words[:start] + [mask_token] * length + words[start + length:]
-
-
-# ---------------------------------------------------------------- NER: mention replacement
-
-
-class MentionPool:
-    """Every entity mention of the training sentences, by type, to draw replacements from."""
-
-    def __init__(self, sentences, tag_lists, scheme):
-        self.sentences, self.tag_lists, self.scheme = sentences, tag_lists, scheme
-        self.spans = [sorted(entities(tags, words, scheme), key=lambda e: e["start"])
-                      for words, tags in zip(sentences, tag_lists)]
-        self.by_type, self.own = {}, []  # type -> [(sentence, start, end)], in sentence order
-        for s, spans in enumerate(self.spans):
-            own = {}
-            for e in spans:
-                mentions = self.by_type.setdefault(e["type"], [])
-                lo, hi = own.get(e["type"], (len(mentions), len(mentions)))
-                own[e["type"]] = (lo, hi + 1)
-                mentions.append((s, e["start"], e["end"]))
-            self.own.append(own)  # type -> this sentence's slice [lo, hi) of by_type[type]
-
-    def replace(self, s, p, rng):
-        """Sentence s with mentions replaced (each with probability p, at least one where any can be):
-        (words, tags)."""
-        words, tags = self.sentences[s], self.tag_lists[s]
-        replaceable = [e for e in self.spans[s] if len(self.by_type[e["type"]]) > self._own_count(s, e["type"])]
-        if not replaceable:
-            return list(words), list(tags)
-        chosen = [rng.random() < p for _ in replaceable]
-        if not any(chosen):
-            chosen[rng.integers(len(replaceable))] = True
-        new_words, new_tags, position = [], [], 0
-        for e, replace in zip(replaceable, chosen):
-            if not replace:
-                continue
-            source, start, end = self._other(s, e["type"], rng)
-            new_words += words[position:e["start"]] + self.sentences[source][start:end]
-            new_tags += tags[position:e["start"]] + span_tags(e["type"], end - start, self.scheme)
-            position = e["end"]
-        return new_words + words[position:], new_tags + tags[position:]
-
-    def _own_count(self, s, kind):
-        lo, hi = self.own[s].get(kind, (0, 0))
-        return hi - lo
-
-    def _other(self, s, kind, rng):
-        """A uniform draw among the mentions of this type in other sentences: skip over this sentence's slice."""
-        mentions, (lo, hi) = self.by_type[kind], self.own[s][kind]
-        r = rng.integers(len(mentions) - (hi - lo))
-        return mentions[r + (hi - lo) if r >= lo else r]
-
-
-def span_tags(kind, length, scheme):
-    if scheme == "BIOES":
-        return [f"S-{kind}"] if length == 1 else [f"B-{kind}"] + [f"I-{kind}"] * (length - 2) + [f"E-{kind}"]
-    return [f"B-{kind}"] + [f"I-{kind}"] * (length - 1)
-
-
-# ---------------------------------------------------------------- time-series operations ((channels, time) arrays)
-
-
-def jitter(series, p, rng):
-    return series + rng.normal(0.0, 1.0, series.shape) * p * series.std(axis=1, keepdims=True)
-
-
-def scale(series, p, rng, knots=5):
-    """Magnitude warping: per channel, N(1, p) at `knots` evenly spaced points, linear in between."""
-    steps = np.linspace(0, 1, series.shape[1])
-    curves = [np.interp(steps, np.linspace(0, 1, knots), rng.normal(1.0, p, knots)) for _ in series]
-    return series * np.stack(curves)
-
-
-def slice_window(series, p, rng):
-    length = series.shape[1]
-    window = max(2, round((1 - p) * length))
-    start = rng.integers(length - window + 1)
-    old, new = np.linspace(0, 1, window), np.linspace(0, 1, length)
-    return np.stack([np.interp(new, old, channel[start:start + window]) for channel in series])

@@ -7,14 +7,13 @@ Every window keeps `example_index` (its example's row), `offset_mapping` (charac
 the evaluation loss is reported; a window that does not hold the whole answer points at CLS.
 """
 import logging
-import os
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from common import artifacts, reports, squad
-from common.data import TEST
+from common import artifacts, reports
 from common.errors import UserError
+from common.tasks import squad
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +58,9 @@ def window_encoder(tokenizer, question_column, context_column, answer_column, ma
                         stride=doc_stride, return_overflowing_tokens=True, return_offsets_mapping=True)
         sample = enc.pop("overflow_to_sample_mapping")
         labelled = answer_column is not None and answer_column in batch
-        columns = {"example_index": [], "cls_index": [], **({"start_positions": [], "end_positions": []}
-                                                          if labelled else {})}
+        columns = {"example_index": [], "cls_index": []}
+        if labelled:
+            columns.update(start_positions=[], end_positions=[])
         for j, offsets in enumerate(enc["offset_mapping"]):
             sequence_ids = enc.sequence_ids(j)
             offsets = [list(o) if s == context_sequence else [-1, -1] for o, s in zip(offsets, sequence_ids)]
@@ -174,7 +174,7 @@ def extract_answers(predictions, windows, contexts, ids, n_best_size=20, max_ans
 def answer(model_dir, questions, contexts, max_seq_length=384, doc_stride=128, batch_size=32, **options):
     """Answer questions with a trained output directory, exactly as evaluation does: same windows, same
     span search. transformers 5 removed pipeline("question-answering"); this takes its place. model_dir may
-    also be an ONNX export of one (python -m common.export).
+    also be an ONNX export of one (python -m common.tools.export).
     options: n_best_size, max_answer_length, version_2, null_score_diff_threshold. Returns the texts."""
     import datasets
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
@@ -194,7 +194,7 @@ def answer(model_dir, questions, contexts, max_seq_length=384, doc_stride=128, b
 
 
 class SpanScorer:
-    """compute_metrics(eval_prediction, windows) and write_predictions(...) for the Trainer: maps window
+    """compute_metrics(eval_prediction, split) and write_predictions(...) for the Trainer: maps window
     logits back to example answers, scores them with the official SQuAD semantics, writes the files."""
 
     def __init__(self, raw, encoded, question_column, context_column, answer_column, n_best_size=20,
@@ -215,13 +215,10 @@ class SpanScorer:
         return {qid: squad.answers_of(value)[0]
                 for qid, value in zip(squad.example_ids(raw_split), raw_split[self.answer_column])}
 
-    def compute_metrics(self, eval_prediction, windows):
-        """The Trainer passes the windows it scored; their raw split holds the gold answers."""
-        name = next((n for n, w in self.windows.items() if w is windows), None)
-        if name is None:
-            raise RuntimeError("SpanScorer: the dataset being scored is not one of the encoded splits")
-        raw_split = self.raw.splits[name]
-        texts, null_odds, _ = self._answers(eval_prediction.predictions, windows, raw_split)
+    def compute_metrics(self, eval_prediction, split):
+        """The split's windows were scored; its raw rows hold the gold answers."""
+        raw_split = self.raw.splits[split]
+        texts, null_odds, _ = self._answers(eval_prediction.predictions, self.windows[split], raw_split)
         golds = self._golds(raw_split)
         return squad.score(texts, golds, null_odds) if golds is not None else {}
 
@@ -231,8 +228,7 @@ class SpanScorer:
         scores_by_answer_length.png; no prefix for test."""
         texts, null_odds, nbest = self._answers(output.predictions, self.windows[split], raw_split, with_nbest=True)
         golds = self._golds(raw_split)
-        prefix = "" if split == TEST else f"{split}_"
-        path = lambda name: os.path.join(output_dir, f"{prefix}{name}")  # noqa: E731
+        path = lambda name: artifacts.split_file(output_dir, split, name)  # noqa: E731
         artifacts.write_json(path("predictions.json"), texts)
         artifacts.write_json(path("nbest_predictions.json"), nbest)
         if null_odds is not None:
@@ -245,7 +241,37 @@ class SpanScorer:
             if golds is not None:
                 row["answers"] = golds[qid]
             rows.append(row)
-        artifacts.write_jsonl(path("predictions.jsonl"), rows)
+        artifacts.write_jsonl(path(artifacts.PREDICTIONS), rows)
         if golds is not None:
             reports.task_plot(output_dir, split, "scores_by_answer_length", lambda figure: (
-                reports.draw_qa_scores_by_answer_length(figure, texts, golds, squad.exact_match, squad.f1)))
+                draw_qa_scores_by_answer_length(figure, texts, golds, squad.exact_match, squad.f1)))
+
+
+ANSWER_LENGTHS = ((1, 1, "1 word"), (2, 2, "2 words"), (3, 3, "3 words"), (4, 5, "4-5 words"), (6, 10 ** 9, "6+ words"))
+
+
+def draw_qa_scores_by_answer_length(figure, predictions, golds, exact_match, f1):
+    """EM and F1 (percent) by the length of the first gold answer; unanswerable questions (SQuAD v2.0)
+    form their own "no answer" group, so the HasAns/NoAns split is visible too."""
+    buckets = {}
+    for qid, gold_texts in golds.items():
+        gold_texts = [g for g in gold_texts if squad.normalize_answer(g)]
+        words = len(squad.normalize_answer(gold_texts[0]).split()) if gold_texts else 0
+        name = "no answer" if not gold_texts else next(
+            label for low, high, label in ANSWER_LENGTHS if low <= words <= high)
+        targets = gold_texts or [""]
+        buckets.setdefault(name, []).append((max(exact_match(predictions[qid], g) for g in targets),
+                                             max(f1(predictions[qid], g) for g in targets)))
+    buckets["all"] = [score for scores in list(buckets.values()) for score in scores]
+    order = [label for _, _, label in ANSWER_LENGTHS] + ["no answer", "all"]
+    names = [n for n in order if n in buckets]
+    groups = [f"{n}\n(n={len(buckets[n])})" for n in names]
+    series = {"exact match": [100 * np.mean([em for em, _ in buckets[n]]) for n in names],
+              "F1": [100 * np.mean([f for _, f in buckets[n]]) for n in names]}
+    reports.draw_grouped_bars(figure, groups, series, "scores by gold answer length", "percent", (0, 105))
+
+
+def usage(model_dir) -> str:
+    """The model card's "Use it" code: transformers 5 has no question-answering pipeline, answer() stands in."""
+    return (f"from common.tasks.span_extraction import answer  # from the recipe's common/ folder\n"
+            f"print(answer({model_dir!r}, [\"Who wrote it?\"], [\"It was written by Ada.\"]))")

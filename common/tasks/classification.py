@@ -1,7 +1,6 @@
 """Sequence-level classification shared by the text-classification and NLI recipes: one label (or a
 score, or a set of labels) per text or text pair. Encoding, unlabelled rows and prediction files."""
 import logging
-import os
 
 import numpy as np
 
@@ -71,16 +70,11 @@ def labels_from_flags(raw, data_args) -> LabelSet:
 
 
 def check_texts(raw, text_columns, delimiter=None):
-    """Every text cell must be a string: a None or number would crash deep inside the tokenizer."""
+    """One text or a pair (or several joined by --text_column_delimiter), every cell a string."""
     if len(text_columns) > 2 and delimiter is None:
         raise UserError(f"--text_column_names {','.join(text_columns)}: give one column, or two for a text pair, "
                         f"or join several into one text with --text_column_delimiter")
-    for split, ds in raw.splits.items():
-        for column in text_columns:
-            bad = next((i for i, v in enumerate(ds[column]) if not isinstance(v, str)), None)
-            if bad is not None:
-                raise UserError(f"{raw.sources[split]}: data row {bad + 1} of column '{column}' is "
-                                f"{ds[column][bad]!r}, not text; fill or drop such rows")
+    raw.require_texts(text_columns)
 
 
 def drop_unlabelled(raw, label_set, label_column):
@@ -112,45 +106,97 @@ def encoder(tokenizer, label_set, text_columns, label_column, max_length, delimi
 
 
 def prediction_writer(label_set, text_columns, label_column, threshold=0.5):
-    """Writes <split>_predictions.jsonl (predictions.jsonl for test): input, prediction, probabilities,
-    gold label where known; and <split>_per_class.json and <split>_confusion_matrix.png for labelled
-    single-label splits (multi-label and regression have no confusion matrix)."""
-    names = label_set.names
-
-    def gold_name(value):
-        if label_set.problem_type == MULTI:
-            return [names[v] if label_set.ids_given else label_key(v) for v in value]
-        if label_set.problem_type == REGRESSION:
-            return float(value)
-        return names[value] if label_set.ids_given else label_key(value)
-
+    """Writes <split>_predictions.jsonl (predictions.jsonl for test): rows of prediction_row; and
+    <split>_per_class.json and <split>_confusion_matrix.png for labelled single-label splits (multi-label
+    and regression have no confusion matrix)."""
     def write(split, output, raw_split, output_dir):
         scores = metrics.scores_from_logits(output.predictions, label_set.problem_type)
-        if len(scores) != len(raw_split):  # would mean predictions were gathered twice or lost
-            raise RuntimeError(f"{split}: {len(scores)} predictions for {len(raw_split)} examples")
-        rows = []
-        for i, example in enumerate(raw_split):
-            row = {"id": example.get("id", example.get("idx", i)),
-                   "input": example[text_columns[0]] if len(text_columns) == 1
-                   else {c: example[c] for c in text_columns}}
-            if label_set.problem_type == REGRESSION:
-                row["prediction"] = float(scores[i])
-            else:
-                probabilities = {name: round(float(p), 6) for name, p in zip(names, scores[i])}
-                if label_set.problem_type == MULTI:
-                    row["predicted_labels"] = [n for n, p in zip(names, scores[i]) if p >= threshold]
-                else:
-                    row["predicted_label"] = names[int(np.argmax(scores[i]))]
-                row["probabilities"] = probabilities
-            if label_set.is_labelled(example.get(label_column)):
-                row["label"] = gold_name(example[label_column])
-            rows.append(row)
-        stem = "predictions" if split == TEST else f"{split}_predictions"
-        artifacts.write_jsonl(os.path.join(output_dir, f"{stem}.jsonl"), rows)
+        rows = prediction_rows(split, scores, raw_split, label_set, text_columns, label_column, threshold)
+        artifacts.write_jsonl(artifacts.split_file(output_dir, split, artifacts.PREDICTIONS), rows)
         if label_set.problem_type not in (MULTI, REGRESSION) and output.label_ids is not None:
             predicted = np.argmax(scores, axis=-1)
-            report = metrics.per_class_report(predicted, output.label_ids, names)
-            artifacts.write_json(os.path.join(output_dir, f"{stem.replace('predictions', 'per_class')}.json"),
-                                 report)
-            reports.confusion_matrix_plot(output_dir, split, output.label_ids, predicted, names)
+            report = metrics.per_class_report(predicted, output.label_ids, label_set.names)
+            artifacts.write_json(artifacts.split_file(output_dir, split, "per_class.json"), report)
+            confusion_matrix_plot(output_dir, split, output.label_ids, predicted, label_set.names)
     return write
+
+
+def prediction_rows(split, scores, raw_split, label_set, text_columns, label_column, threshold=0.5) -> list:
+    """One prediction_row per example of raw_split; text_columns: the input shown (none for time series)."""
+    if len(scores) != len(raw_split):  # would mean predictions were gathered twice or lost
+        raise RuntimeError(f"{split}: {len(scores)} predictions for {len(raw_split)} examples")
+    rows = []
+    for i, example in enumerate(raw_split):
+        texts = {c: example[c] for c in text_columns}
+        gold = example.get(label_column)
+        rows.append(prediction_row(
+            example.get("id", example.get("idx", i)), scores[i], label_set, threshold,
+            inputs=(texts[text_columns[0]] if len(texts) == 1 else texts) if texts else None,
+            gold=gold_name(label_set, gold) if label_set.is_labelled(gold) else None))
+    return rows
+
+
+def prediction_row(example_id, scores, label_set, threshold=0.5, inputs=None, gold=None) -> dict:
+    """The row layout of a sequence-level predictions file (text classification, NLI, time series; what
+    common.tools.ensemble reads and averages): id, input (when given), the prediction (predicted_label,
+    predicted_labels or a regression's prediction) with the class probabilities, and the gold label."""
+    names = label_set.names
+    row = {"id": example_id}
+    if inputs is not None:
+        row["input"] = inputs
+    if label_set.problem_type == REGRESSION:
+        row["prediction"] = float(scores)
+    else:
+        if label_set.problem_type == MULTI:
+            row["predicted_labels"] = [n for n, p in zip(names, scores) if p >= threshold]
+        else:
+            row["predicted_label"] = names[int(np.argmax(scores))]
+        row["probabilities"] = {name: round(float(p), 6) for name, p in zip(names, scores)}
+    if gold is not None:
+        row["label"] = gold
+    return row
+
+
+def gold_name(label_set, value):
+    """A raw gold label as the predictions file shows it: names (ClassLabel ids through their names), a score."""
+    names = label_set.names
+    if label_set.problem_type == MULTI:
+        return [names[v] if label_set.ids_given else label_key(v) for v in value]
+    if label_set.problem_type == REGRESSION:
+        return float(value)
+    return names[value] if label_set.ids_given else label_key(value)
+
+
+def confusion_matrix_plot(output_dir, split, gold_ids, predicted_ids, names):
+    """<split>_confusion_matrix.png, sized to the number of labels."""
+    n = len(names)
+    return reports.task_plot(output_dir, split, "confusion_matrix", lambda figure: draw_confusion_matrix(
+        figure, gold_ids, predicted_ids, names), size=(4 + 0.5 * n, 3 + 0.5 * n))
+
+
+def draw_confusion_matrix(figure, gold_ids, predicted_ids, names):
+    """Counts, gold labels as rows; each cell also shows its share of the row (recall on the diagonal)."""
+    n = len(names)
+    counts = np.zeros((n, n), dtype=int)
+    np.add.at(counts, (np.asarray(gold_ids, dtype=int), np.asarray(predicted_ids, dtype=int)), 1)
+    share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    axes = figure.subplots()
+    image = axes.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    figure.colorbar(image, ax=axes, label="share of the gold label's rows")
+    if n <= 30:  # beyond that, the numbers would not be readable
+        for i in range(n):
+            for j in range(n):
+                axes.text(j, i, f"{counts[i, j]}\n{share[i, j]:.0%}", ha="center", va="center", fontsize=8,
+                          color="white" if share[i, j] > 0.5 else "black")
+    axes.set_xticks(range(n), names, rotation=45, ha="right")
+    axes.set_yticks(range(n), names)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("gold")
+    accuracy = np.trace(counts) / max(counts.sum(), 1)
+    axes.set_title(f"confusion matrix ({counts.sum()} examples, accuracy {accuracy:.3f})")
+
+
+def usage(model_dir) -> str:
+    """The model card's "Use it" code: the text-classification pipeline, for one text or a pair."""
+    return (f"from transformers import pipeline\n\nclassify = pipeline(\"text-classification\", model={model_dir!r})\n"
+            f"print(classify(\"a text\"))  # a pair: classify({{\"text\": a, \"text_pair\": b}})")

@@ -1,7 +1,7 @@
 """Ensembling: average the class probabilities of several fine-tuned output directories of one task.
 
-    python -m common.ensemble outputs/seed1 outputs/seed2 outputs/seed3 --output_dir outputs/ensemble
-    python -m common.ensemble outputs/seed1 outputs/seed2 --test_file new.csv --output_dir outputs/ensemble
+    python -m common.tools.ensemble outputs/seed1 outputs/seed2 outputs/seed3 --output_dir outputs/ensemble
+    python -m common.tools.ensemble outputs/seed1 outputs/seed2 --test_file new.csv --output_dir outputs/ensemble
 
 Without --test_file the members' own prediction files (`<split>_predictions.jsonl`, `predictions.jsonl` for
 test) are averaged split by split; their rows must be the same examples in the same order. With --test_file
@@ -14,8 +14,10 @@ members' row format with mean probabilities and `<split>_results.json`; then `en
 the ensemble's metrics beside each member's, recomputed from the files the same way, and the best member).
 """
 import argparse
+import dataclasses
 import json
 import os
+import runpy
 import shutil
 import subprocess
 import sys
@@ -25,25 +27,19 @@ from dataclasses import dataclass
 import numpy as np
 import yaml
 
+from common import args as arguments
 from common import artifacts, metrics
 from common.args import RECIPE_COMMENT, RESOLVED_CONFIG_NAME, read_config_file
 from common.data import TEST
 from common.errors import UserError, exits_cleanly
-from common.labels import MULTI, REGRESSION, SINGLE
+from common.labels import MULTI, REGRESSION, SINGLE, LabelSet
+from common.tasks import classification
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FINISHED_MARKER = "ensemble_results.json"  # written last
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the folder holding common/
+ENSEMBLE_FINISHED_MARKER = "ensemble_results.json"  # written last
 SUPPORTED = ("sequence-level classifiers with class probabilities: text_classification (single- or multi-label), "
              "nli, time_series_classification")
 WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
-# Settings of a member's run_config.yaml that only training, evaluation or its own data need: dropped (back to
-# their defaults) when the member predicts another file.
-TRAINING_ONLY = {"train_file", "validation_file", "dataset_name", "dataset_config_name", "validation_split_percentage",
-                 "max_train_samples", "max_eval_samples", "max_predict_samples", "label_list", "lora",
-                 "early_stopping_patience", "class_weights", "focal_gamma", "oversample", "augment", "pretrain_epochs",
-                 "hpo_trials", "hpo_space", "hpo_storage", "hpo_metric", "eval_strategy", "save_strategy",
-                 "load_best_model_at_end", "metric_for_best_model", "greater_is_better", "report_to",
-                 "resume_from_checkpoint", "output_dir", "do_train", "do_eval", "do_predict", "test_file"}
 
 
 @dataclass
@@ -62,7 +58,7 @@ class Member:
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m common.ensemble", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m common.tools.ensemble", description=__doc__.split("\n\n")[0])
     parser.add_argument("members", nargs="+", metavar="OUT_DIR", help="output directories of fine-tuned runs")
     parser.add_argument("--output_dir", required=True, help="where the ensemble's files go")
     parser.add_argument("--test_file", help="predict this file with every member first (csv, tsv, json, jsonl, ...)")
@@ -70,7 +66,7 @@ def parse_args(argv=None):
     parser.add_argument("--overwrite_output_dir", action="store_true", help="replace a finished ensemble")
 
     def error(message):
-        raise UserError(f"{message} (python -m common.ensemble OUT_DIR [OUT_DIR ...] --output_dir DIR "
+        raise UserError(f"{message} (python -m common.tools.ensemble OUT_DIR [OUT_DIR ...] --output_dir DIR "
                         f"[--test_file FILE])")
     parser.error = error
     return parser.parse_args(argv)
@@ -90,12 +86,11 @@ def main(argv=None):
     main_metric = metrics.main_metric(members[0].problem_type)[0]
     summary = {"members": {m.name: m.path for m in members}, "main_metric": main_metric, "splits": {}}
     os.makedirs(args.output_dir, exist_ok=True)
-    if os.path.exists(os.path.join(args.output_dir, FINISHED_MARKER)):  # --overwrite_output_dir: no stale marker
-        os.remove(os.path.join(args.output_dir, FINISHED_MARKER))
+    if os.path.exists(os.path.join(args.output_dir, ENSEMBLE_FINISHED_MARKER)):  # --overwrite_output_dir: no stale marker
+        os.remove(os.path.join(args.output_dir, ENSEMBLE_FINISHED_MARKER))
     for split, rows_by_member in splits.items():
         rows = average(rows_by_member, members[0])
-        stem = "predictions" if split == TEST else f"{split}_predictions"
-        artifacts.write_jsonl(os.path.join(args.output_dir, f"{stem}.jsonl"), rows)
+        artifacts.write_jsonl(artifacts.split_file(args.output_dir, split, artifacts.PREDICTIONS), rows)
         scores = {"ensemble": score(rows, members[0])}
         if scores["ensemble"] is None:  # no gold labels: predictions only
             continue
@@ -106,7 +101,7 @@ def main(argv=None):
                                     "members": {m.name: scores[m.name] for m in members}, "best_member": best,
                                     f"{main_metric}_gain_over_best_member":
                                         scores["ensemble"][main_metric] - scores[best][main_metric]}
-    artifacts.write_json(os.path.join(args.output_dir, FINISHED_MARKER), summary)
+    artifacts.write_json(os.path.join(args.output_dir, ENSEMBLE_FINISHED_MARKER), summary)
     print_table(summary, args.output_dir)
 
 
@@ -164,8 +159,8 @@ def check_output_dir(args, members):
     out = os.path.abspath(args.output_dir)
     if any(os.path.abspath(m.path) == out for m in members):
         raise UserError(f"--output_dir {args.output_dir} is a member's directory; choose another one")
-    if os.path.exists(os.path.join(out, FINISHED_MARKER)) and not args.overwrite_output_dir:
-        raise UserError(f"--output_dir {args.output_dir} already holds an ensemble ({FINISHED_MARKER}); pass "
+    if os.path.exists(os.path.join(out, ENSEMBLE_FINISHED_MARKER)) and not args.overwrite_output_dir:
+        raise UserError(f"--output_dir {args.output_dir} already holds an ensemble ({ENSEMBLE_FINISHED_MARKER}); pass "
                         f"--overwrite_output_dir or choose another directory")
     if os.path.exists(out) and not os.path.isdir(out):
         raise UserError(f"--output_dir {args.output_dir} is a file; choose a directory")
@@ -178,8 +173,8 @@ def prediction_files(members) -> dict:
     """{split: [file of each member]} for the splits every member has predicted."""
     found = []
     for m in members:
-        names = [f for f in os.listdir(m.path) if f == "predictions.jsonl" or f.endswith("_predictions.jsonl")]
-        found.append({TEST if f == "predictions.jsonl" else f[:-len("_predictions.jsonl")]: f for f in names})
+        splits = {f: artifacts.split_of(f, artifacts.PREDICTIONS) for f in sorted(os.listdir(m.path))}
+        found.append({split: f for f, split in splits.items() if split})
     common = [s for s in sorted(found[0], key=lambda s: (s == TEST, s)) if all(s in f for f in found)]
     if not common:
         raise UserError(f"{', '.join(m.path for m in members)}: no prediction file (<split>_predictions.jsonl) that "
@@ -212,7 +207,8 @@ def predict_with_members(members, args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for m, script in commands:
             out = os.path.join(members_dir, m.name)
-            config = {k: v for k, v in m.config.items() if k not in TRAINING_ONLY}
+            training_only = recipe_training_only(script)  # back to their defaults: predicting needs none of them
+            config = {k: v for k, v in m.config.items() if k not in training_only}
             if "problem_type" in config:  # unlabelled test files cannot tell multi-label from single-label
                 config["problem_type"] = m.problem_type
             config_path = os.path.join(tmp, f"{m.name}.yaml")
@@ -229,8 +225,17 @@ def predict_with_members(members, args) -> dict:
                 lines = proc.stderr.strip().splitlines() or ["(no output)"]
                 reason = next((line for line in reversed(lines) if line.startswith("error: ")), lines[-1])
                 raise UserError(f"{m.path} could not predict {args.test_file}: {reason.removeprefix('error: ')}")
-            files.append(os.path.join(out, "predictions.jsonl"))
+            files.append(artifacts.split_file(out, TEST, artifacts.PREDICTIONS))
     return {TEST: files}
+
+
+def recipe_training_only(script) -> set:
+    """The settings a recipe's argument classes mark training-only (common.args.TRAINING_ONLY): what only
+    training, evaluation or the run's own data need. Loading the script defines its classes; main() runs
+    only as __main__."""
+    namespace = runpy.run_path(script, run_name="ensemble_member")
+    classes = [c for c in namespace.values() if isinstance(c, type) and dataclasses.is_dataclass(c)]
+    return arguments.training_only_flags(arguments.ModelArguments, arguments.RunArguments, *classes)
 
 
 def read_rows(members, paths) -> list:
@@ -266,16 +271,9 @@ def average(rows_by_member, member) -> list:
     """Member rows with the mean probabilities and the prediction they give; inputs and gold as they were."""
     names = member.labels
     mean = np.mean([[[row["probabilities"][n] for n in names] for row in rows] for rows in rows_by_member], axis=0)
-    out = []
-    for row, p in zip(rows_by_member[0], mean):
-        row = dict(row)  # same keys in the same order as a member's
-        if member.problem_type == MULTI:
-            row["predicted_labels"] = [n for n, q in zip(names, p) if q >= member.threshold]
-        else:
-            row["predicted_label"] = names[int(np.argmax(p))]
-        row["probabilities"] = {n: round(float(q), 6) for n, q in zip(names, p)}
-        out.append(row)
-    return out
+    label_set = LabelSet(names, member.problem_type)
+    return [classification.prediction_row(row["id"], p, label_set, member.threshold, row.get("input"), row.get("label"))
+            for row, p in zip(rows_by_member[0], mean)]
 
 
 def score(rows, member):

@@ -1,7 +1,7 @@
 """Batch prediction on new data with a trained output directory, PyTorch or exported to ONNX.
 
-    python -m common.predict outputs/text_classification --input new.csv --output predictions.jsonl
-    python -m common.predict outputs/ner/onnx-int8 --input new.jsonl --output tagged.jsonl
+    python -m common.tools.predict outputs/text_classification --input new.csv --output predictions.jsonl
+    python -m common.tools.predict outputs/ner/onnx-int8 --input new.jsonl --output tagged.jsonl
 
 The input needs the columns the model was trained on (named in the directory's run_config.yaml); gold
 columns are ignored. Rows are written as the recipe writes its predictions.jsonl, by the task's own
@@ -18,15 +18,16 @@ from datasets import DatasetDict, Value
 from transformers import AutoTokenizer
 from transformers.trainer_utils import PredictionOutput
 
-from common import classification, data, inference, span_extraction, tagging
-from common.args import FINISHED_MARKER, RESOLVED_CONFIG_NAME, read_config_file
+from common import artifacts, data, inference
+from common.args import RUN_FINISHED_MARKER, RESOLVED_CONFIG_NAME, read_config_file
 from common.data import TEST
 from common.errors import UserError, exits_cleanly
 from common.labels import SINGLE, LabelSet
+from common.tasks import classification, span_extraction, tagging
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m common.predict", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m common.tools.predict", description=__doc__.split("\n\n")[0])
     parser.add_argument("model_dir", help="A trained output directory, or its ONNX export.")
     parser.add_argument("--input", required=True, help="csv, tsv, json, jsonl or parquet (NER: also CoNLL).")
     parser.add_argument("--output", required=True, help="The predictions, one JSON object per line.")
@@ -41,7 +42,7 @@ def predict(model_dir, input_path, output_path, batch_size=32, threads=None, pro
     config = inference.trained_config(model_dir)
     auto_class = inference.task_of(model_dir, config)
     if auto_class is None:
-        raise UserError(f"{model_dir}: a time-series model; common.predict reads text models. Predict series with "
+        raise UserError(f"{model_dir}: a time-series model; common.tools.predict reads text models. Predict series with "
                         f"its recipe: --model_name_or_path {model_dir} --do_predict --test_file {input_path}")
     settings = read_config_file(os.path.join(model_dir, RESOLVED_CONFIG_NAME), what="the model's run settings")
     task = _task(settings, model_dir)
@@ -68,7 +69,7 @@ def predict(model_dir, input_path, output_path, batch_size=32, threads=None, pro
     predictions = outputs[0] if len(outputs) == 1 else outputs
     with tempfile.TemporaryDirectory(dir=folder) as tmp:  # the writer's other files stay in there
         write(TEST, PredictionOutput(predictions, None, None), raw.splits[TEST], tmp)
-        os.replace(os.path.join(tmp, "predictions.jsonl"), output_path)
+        os.replace(artifacts.split_file(tmp, TEST, artifacts.PREDICTIONS), output_path)
     return len(rows)
 
 
@@ -151,23 +152,25 @@ class _SpanExtraction:
         return None
 
     def prepare(self, settings, config, tokenizer, raw, model_dir):
-        q, c, a = (settings[k] for k in ("question_column_name", "context_column_name", "answer_column_name"))
-        classification.check_texts(raw, [q, c])
+        question, context, answers = (settings[k] for k in ("question_column_name", "context_column_name",
+                                                            "answer_column_name"))
+        raw.require_texts([question, context])
         length, stride = settings.get("max_seq_length", 384), settings.get("doc_stride", 128)
-        span_extraction.check_windows_fit(tokenizer, raw, q, length, stride)
+        span_extraction.check_windows_fit(tokenizer, raw, question, length, stride)
         rows = raw.splits[TEST]
-        features = rows.map(span_extraction.window_encoder(tokenizer, q, c, None, length, stride), batched=True,
-                            with_indices=True, remove_columns=rows.column_names)
+        encoder = span_extraction.window_encoder(tokenizer, question, context, None, length, stride)
+        features = rows.map(encoder, batched=True, with_indices=True, remove_columns=rows.column_names)
+        version_2 = settings.get("version_2_with_negative") or self._trained_on_v2(model_dir)
         scorer = span_extraction.SpanScorer(
-            raw, {TEST: features}, q, c, a, settings.get("n_best_size", 20), settings.get("max_answer_length", 30),
-            settings.get("version_2_with_negative") or self._trained_on_v2(model_dir),
-            settings.get("null_score_diff_threshold", 0.0), progress=False)
+            raw, {TEST: features}, question, context, answers, settings.get("n_best_size", 20),
+            settings.get("max_answer_length", 30), version_2, settings.get("null_score_diff_threshold", 0.0),
+            progress=False)
         return features, scorer.write_predictions
 
     @staticmethod
     def _trained_on_v2(model_dir):
         """version_2_with_negative left to the data: the run's results say (v2.0 scores have a best threshold)."""
-        path = os.path.join(model_dir, FINISHED_MARKER)
+        path = os.path.join(model_dir, RUN_FINISHED_MARKER)
         if not os.path.exists(path):
             return False
         with open(path, encoding="utf-8") as fh:

@@ -1,6 +1,6 @@
 """Small demo datasets the project generates itself, so every recipe runs offline on a fresh clone.
 
-    python -m common.demo_data demo_data      # demo_data/{sentiment/*.csv, nli/*.jsonl, ner/*.jsonl, qa/*}
+    python -m common.tools.demo_data demo_data      # demo_data/{sentiment/*.csv, nli/*.jsonl, ner/*.jsonl, qa/*}
 
 They are templated English, easy by design: they show a recipe learning end to end, not a benchmark
 (the README's numbers come from real data).

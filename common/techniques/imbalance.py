@@ -6,11 +6,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from common import collators
 from common.errors import UserError
 from common.labels import MULTI, REGRESSION
 
 logger = logging.getLogger(__name__)
-IGNORED = -100  # label of positions that are not scored (special tokens, sub-tokens after a word's first)
 
 
 def loss_from_flags(cfg, label_set, encoded):
@@ -46,7 +46,7 @@ def class_weights(spec, label_set, targets) -> torch.Tensor:
         positives = targets.sum(axis=0)
         return torch.tensor((len(targets) - positives) / np.maximum(positives, 1), dtype=torch.float)
     flat = np.concatenate([np.ravel(t) for t in targets]) if targets and np.ndim(targets[0]) else np.asarray(targets)
-    flat = flat[flat != IGNORED]
+    flat = flat[flat != collators.IGNORED]
     counts = np.bincount(flat, minlength=k)
     return torch.tensor(len(flat) / (k * np.maximum(counts, 1)), dtype=torch.float)
 
@@ -65,7 +65,7 @@ def classification_loss(multi_label, weights=None, gamma=0.0):
                 per_item = per_item * (1 - torch.where(labels > 0.5, p, 1 - p)) ** gamma
             return per_item.mean()
         logits, labels = logits.view(-1, logits.size(-1)), labels.view(-1)
-        scored = labels != IGNORED
+        scored = labels != collators.IGNORED
         logits, labels = logits[scored], labels[scored]
         log_p = F.log_softmax(logits, dim=-1).gather(1, labels[:, None]).squeeze(1)
         per_item = -log_p * (1 - log_p.exp()) ** gamma if gamma else -log_p

@@ -6,23 +6,22 @@ max_seq_length sub-tokens (never truncated, so every word is predicted), each wo
 first sub-token, and predictions are merged back to one tag per word before anything is scored or written.
 """
 import logging
-import os
 import re
 from dataclasses import dataclass
 
 import numpy as np
 from datasets import ClassLabel, List, Sequence
 
-from common import artifacts, labels, metrics, reports
-from common.data import TEST, ConllColumns
+from common import artifacts, collators, labels, metrics, reports
+from common.data import TRAIN, ConllColumns
 from common.errors import UserError
 from common.labels import SINGLE
+from common.techniques import augment
 
 logger = logging.getLogger(__name__)
 
 SCHEMES = ("auto", "IOB1", "IOB2", "BIOES")
 TAG = re.compile(r"^([BIES])-(.+)$")
-IGNORED = -100  # label of sub-tokens that are not scored (special tokens, a word's later pieces)
 
 
 def _split(tag):
@@ -221,7 +220,9 @@ def window_encoder(tokenizer, tag_set, words_column, tags_column, max_length, st
                         stride=stride, return_overflowing_tokens=True, return_offsets_mapping=True)
         gold = batch.get(tags_column)
         out = {k: enc[k] for k in enc if k not in ("offset_mapping", "overflow_to_sample_mapping")}
-        out.update(example_index=[], word_index=[], num_words=[], **({"labels": [], "gold_tags": []} if gold else {}))
+        out.update(example_index=[], word_index=[], num_words=[])
+        if gold:
+            out.update(labels=[], gold_tags=[])
         previous_example = None
         for w, example in enumerate(enc["overflow_to_sample_mapping"]):
             word_ids, offsets = enc.word_ids(w), enc["offset_mapping"][w]
@@ -239,8 +240,8 @@ def window_encoder(tokenizer, tag_set, words_column, tags_column, max_length, st
             if gold:
                 ids = [label2id[t] for t in gold[example]]
                 out["gold_tags"].append(ids)
-                out["labels"].append([IGNORED if word is None else ids[word] if start >= 0
-                                      else inside[ids[word]] if label_all_tokens else IGNORED
+                out["labels"].append([collators.IGNORED if word is None else ids[word] if start >= 0
+                                      else inside[ids[word]] if label_all_tokens else collators.IGNORED
                                       for word, start in zip(word_ids, starts)])
         return out
     return encode
@@ -285,10 +286,12 @@ def _names(tag_set, ids):
     return [[tag_set.names[i] if i >= 0 else "O" for i in sentence] for sentence in ids]
 
 
-def metrics_for(tag_set, per_type=True):
-    """A compute_metrics(eval_prediction, dataset) for Trainer: scores words, never sub-tokens.
-    per_type False (run_ner's --return_entity_level_metrics false): the overall scores only."""
-    def compute(eval_prediction, windows):
+def metrics_for(tag_set, encoded, per_type=True):
+    """A compute_metrics(eval_prediction, split) for training.TrainerFactory: scores words, never sub-tokens,
+    from the windows of encoded[split]. per_type False (run_ner's --return_entity_level_metrics false): the
+    overall scores only."""
+    def compute(eval_prediction, split):
+        windows = encoded[split]
         predicted = words_from_windows(_token_ids(eval_prediction.predictions), windows)
         scores = entity_scores(_names(tag_set, gold_from_windows(windows)), _names(tag_set, predicted), tag_set.scheme)
         return scores if per_type else {k: scores[k] for k in ("precision", "recall", "f1", "accuracy")}
@@ -326,13 +329,97 @@ def prediction_writer(tag_set, encoded, words_column, tags_column):
             rows.append(row)
             gold = example[tags_column] if has_gold else [None] * len(words)
             lines += [" ".join(x for x in (word, g, p) if x is not None) for word, g, p in zip(words, gold, tags)] + [""]
-        stem = "predictions" if split == TEST else f"{split}_predictions"
-        artifacts.write_jsonl(os.path.join(output_dir, f"{stem}.jsonl"), rows)
-        artifacts.write_text(os.path.join(output_dir, f"{stem}.conll"), "\n".join(lines))
+        artifacts.write_jsonl(artifacts.split_file(output_dir, split, artifacts.PREDICTIONS), rows)
+        artifacts.write_text(artifacts.split_file(output_dir, split, "predictions.conll"), "\n".join(lines))
         if has_gold:
             gold = _names(tag_set, gold_from_windows(encoded[split]))
             scores = entity_scores(gold, predicted, tag_set.scheme)
             types = sorted({_split(t)[1] for t in tag_set.names if _split(t)[1]})
-            reports.task_plot(output_dir, split, "entity_scores", lambda figure: reports.draw_entity_scores(
+            reports.task_plot(output_dir, split, "entity_scores", lambda figure: draw_entity_scores(
                 figure, scores, types), size=(3 + 1.2 * len(types), 4.5))
     return write
+
+
+def draw_entity_scores(figure, scores, types):
+    """Per entity type precision/recall/F1 from entity_scores (support in the labels)."""
+    groups = [f"{t}\n(n={int(scores.get(f'{t}_support', 0))})" for t in types] + ["all"]
+    series = {name: [scores.get(f"{t}_{name}", 0.0) for t in types] + [scores[name]]
+              for name in ("precision", "recall", "f1")}
+    reports.draw_grouped_bars(figure, groups, series, "entity-level scores (seqeval, strict)", "score", (0, 1.05))
+
+
+def usage(model_dir) -> str:
+    """The model card's "Use it" code: the token-classification pipeline, words grouped into entities."""
+    return (f"from transformers import pipeline\n\ntag = pipeline(\"token-classification\", model={model_dir!r}, "
+            f"aggregation_strategy=\"simple\")\nprint(tag(\"Anna moved to Paris.\"))")
+
+
+# ---- --augment mentions: mention replacement
+
+
+class MentionPool:
+    """Every entity mention of the training sentences, by type, to draw replacements from."""
+
+    def __init__(self, sentences, tag_lists, scheme):
+        self.sentences, self.tag_lists, self.scheme = sentences, tag_lists, scheme
+        self.spans = [sorted(entities(tags, words, scheme), key=lambda e: e["start"])
+                      for words, tags in zip(sentences, tag_lists)]
+        self.by_type, self.own = {}, []  # type -> [(sentence, start, end)], in sentence order
+        for s, spans in enumerate(self.spans):
+            own = {}
+            for e in spans:
+                mentions = self.by_type.setdefault(e["type"], [])
+                lo, hi = own.get(e["type"], (len(mentions), len(mentions)))
+                own[e["type"]] = (lo, hi + 1)
+                mentions.append((s, e["start"], e["end"]))
+            self.own.append(own)  # type -> this sentence's slice [lo, hi) of by_type[type]
+
+    def replace(self, s, p, rng):
+        """Sentence s with mentions replaced (each with probability p, at least one where any can be):
+        (words, tags)."""
+        words, tags = self.sentences[s], self.tag_lists[s]
+        replaceable = [e for e in self.spans[s] if len(self.by_type[e["type"]]) > self._own_count(s, e["type"])]
+        if not replaceable:
+            return list(words), list(tags)
+        chosen = [rng.random() < p for _ in replaceable]
+        if not any(chosen):
+            chosen[rng.integers(len(replaceable))] = True
+        new_words, new_tags, position = [], [], 0
+        for e, replace in zip(replaceable, chosen):
+            if not replace:
+                continue
+            source, start, end = self._other(s, e["type"], rng)
+            new_words += words[position:e["start"]] + self.sentences[source][start:end]
+            new_tags += tags[position:e["start"]] + span_tags(e["type"], end - start, self.scheme)
+            position = e["end"]
+        return new_words + words[position:], new_tags + tags[position:]
+
+    def _own_count(self, s, kind):
+        lo, hi = self.own[s].get(kind, (0, 0))
+        return hi - lo
+
+    def _other(self, s, kind, rng):
+        """A uniform draw among the mentions of this type in other sentences: skip over this sentence's slice."""
+        mentions, (lo, hi) = self.by_type[kind], self.own[s][kind]
+        r = rng.integers(len(mentions) - (hi - lo))
+        return mentions[r + (hi - lo) if r >= lo else r]
+
+
+def span_tags(kind, length, scheme):
+    if scheme == "BIOES":
+        return [f"S-{kind}"] if length == 1 else [f"B-{kind}"] + [f"I-{kind}"] * (length - 2) + [f"E-{kind}"]
+    return [f"B-{kind}"] + [f"I-{kind}"] * (length - 1)
+
+
+def training_mentions(raw, cfg, words_column, tags_column, scheme):
+    """--augment mentions, after TagSet.from_splits read the tags (names, IOB2 or BIOES): see common.techniques.augment."""
+    ops = augment.checked_ops(cfg, augment.NER_OPS, "NER")
+    if not ops:
+        return raw
+    raw.splits[TRAIN] = raw.splits[TRAIN].select_columns([words_column, tags_column])
+    pool = MentionPool(raw.splits[TRAIN][words_column], raw.splits[TRAIN][tags_column], scheme)
+
+    def alter(i, row, op, rng):
+        row[words_column], row[tags_column] = pool.replace(i, cfg.data.augment_probability, rng)
+        return row
+    return augment.extend(raw, cfg, ops, alter)
