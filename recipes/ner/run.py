@@ -24,6 +24,10 @@ from common.errors import exits_cleanly  # noqa: E402
 from common.tasks import tagging  # noqa: E402
 from common.techniques import imbalance  # noqa: E402
 
+# Tuned on CoNLL-2003 (bench/quality_results.md); the config file and the command line override them.
+DEFAULTS = dict(num_train_epochs=3, learning_rate=1e-4, per_device_train_batch_size=32, per_device_eval_batch_size=128,
+                train_sampling_strategy="group_by_length")  # less padding: bench/ablations.py
+
 
 @dataclass
 class NerArguments(args.DataArguments):
@@ -43,11 +47,6 @@ class NerArguments(args.DataArguments):
     stride: int = field(
         default=32, metadata={"help": "Sub-tokens shared by consecutive windows of a sentence longer than "
                                       "--max_seq_length (such sentences are windowed, not truncated)."})
-
-
-# Tuned on CoNLL-2003 (bench/quality_results.md); the config file and the command line override them.
-DEFAULTS = dict(num_train_epochs=3, learning_rate=1e-4, per_device_train_batch_size=32, per_device_eval_batch_size=128,
-                train_sampling_strategy="group_by_length")  # less padding: bench/ablations.py
 
 
 @exits_cleanly

@@ -21,17 +21,16 @@ from common.labels import SINGLE, LabelSet  # noqa: E402
 from common.tasks import classification  # noqa: E402
 from common.techniques import augment, imbalance  # noqa: E402
 
+# Tuned on RTE (bench/quality_results.md); the config file and the command line override them.
+DEFAULTS = dict(num_train_epochs=4, learning_rate=5e-5, per_device_train_batch_size=32, per_device_eval_batch_size=128,
+                train_sampling_strategy="group_by_length")  # less padding: bench/ablations.py
+
 
 @dataclass
 class NliArguments(args.DataArguments):
     # Defaults fit SNLI and MNLI on the Hub; GLUE RTE files use sentence1/sentence2.
     premise_column_name: str = "premise"
     hypothesis_column_name: str = "hypothesis"
-
-
-# Tuned on RTE (bench/quality_results.md); the config file and the command line override them.
-DEFAULTS = dict(num_train_epochs=4, learning_rate=5e-5, per_device_train_batch_size=32, per_device_eval_batch_size=128,
-                train_sampling_strategy="group_by_length")  # less padding: bench/ablations.py
 
 
 @exits_cleanly

@@ -25,6 +25,10 @@ from common.errors import exits_cleanly  # noqa: E402
 from common.tasks import span_extraction, squad  # noqa: E402
 from common.techniques import augment  # noqa: E402
 
+# Tuned on the SQuAD v1.1 slice (bench/quality_results.md); the config file and the command line override them.
+DEFAULTS = dict(num_train_epochs=3, learning_rate=1e-4, per_device_train_batch_size=16, per_device_eval_batch_size=64,
+                train_sampling_strategy="group_by_length")  # less padding: bench/ablations.py
+
 
 @dataclass
 class QaArguments(args.DataArguments):
@@ -43,11 +47,6 @@ class QaArguments(args.DataArguments):
     null_score_diff_threshold: float = field(
         default=0.0, metadata={"help": "v2.0: answer '' when the null score beats the best span by more than "
                                        "this (the best value on your dev set is reported as best_f1_thresh)."})
-
-
-# Tuned on the SQuAD v1.1 slice (bench/quality_results.md); the config file and the command line override them.
-DEFAULTS = dict(num_train_epochs=3, learning_rate=1e-4, per_device_train_batch_size=16, per_device_eval_batch_size=64,
-                train_sampling_strategy="group_by_length")  # less padding: bench/ablations.py
 
 
 @exits_cleanly

@@ -22,6 +22,10 @@ from common.errors import exits_cleanly  # noqa: E402
 from common.tasks import classification  # noqa: E402
 from common.techniques import augment, imbalance  # noqa: E402
 
+# Tuned on SST-2 (bench/quality_results.md); the config file and the command line override them.
+DEFAULTS = dict(num_train_epochs=3, learning_rate=5e-5, per_device_train_batch_size=32, per_device_eval_batch_size=128,
+                train_sampling_strategy="group_by_length")  # less padding: bench/ablations.py
+
 
 @dataclass
 class TextClassificationArguments(args.DataArguments):
@@ -41,11 +45,6 @@ class TextClassificationArguments(args.DataArguments):
     metric_name: Optional[str] = field(
         default=None, metadata={"help": "An evaluate module (Hub name or local path) computed beside these metrics."})
     multi_label_threshold: float = field(default=0.5, metadata={"help": "Probability above which a label is on."})
-
-
-# Tuned on SST-2 (bench/quality_results.md); the config file and the command line override them.
-DEFAULTS = dict(num_train_epochs=3, learning_rate=5e-5, per_device_train_batch_size=32, per_device_eval_batch_size=128,
-                train_sampling_strategy="group_by_length")  # less padding: bench/ablations.py
 
 
 @exits_cleanly

@@ -26,6 +26,13 @@ from common.tasks import classification, series_data, series_model  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
+# Tuned on the UCR sets of bench/time_series_results.md; the config file and the command line override them.
+# (config.yaml also pre-trains: --pretrain_epochs stays opt-in, as it refuses --model_name_or_path.)
+DEFAULTS = dict(num_train_epochs=60, learning_rate=1e-3, per_device_train_batch_size=8, per_device_eval_batch_size=256,
+                lr_scheduler_type="cosine", augment=["jitter", "scale", "slice"], augment_factor=2,
+                auto_bf16=False,  # a small model: fp32
+                label_names=["target_values"])  # PatchTST's name for the labels (Trainer reads label_ids from it)
+
 
 @dataclass
 class TimeSeriesArguments(series_data.SeriesArguments):
@@ -34,14 +41,6 @@ class TimeSeriesArguments(series_data.SeriesArguments):
                                      "series (masked patches; saved in output_dir/pretrained), then fine-tune it.",
                              **args.TRAINING_ONLY})
     pretrain_learning_rate: Optional[float] = field(default=None, metadata={"help": "Default: --learning_rate."})
-
-
-# Tuned on the UCR sets of bench/time_series_results.md; the config file and the command line override them.
-# (config.yaml also pre-trains: --pretrain_epochs stays opt-in, as it refuses --model_name_or_path.)
-DEFAULTS = dict(num_train_epochs=60, learning_rate=1e-3, per_device_train_batch_size=8, per_device_eval_batch_size=256,
-                lr_scheduler_type="cosine", augment=["jitter", "scale", "slice"], augment_factor=2,
-                auto_bf16=False,  # a small model: fp32
-                label_names=["target_values"])  # PatchTST's name for the labels (Trainer reads label_ids from it)
 
 
 @exits_cleanly
