@@ -27,8 +27,9 @@ CONFIG_EXTENSIONS = (".yaml", ".yml", ".json")
 RESOLVED_CONFIG_NAME = "run_config.yaml"
 RUN_FINISHED_MARKER = "all_results.json"  # written last by a completed run
 RECIPE_COMMENT = "# recipe: "  # first line of run_config.yaml
-# --lora without a learning rate (neither on the command line nor in the config file): adapters want about 10x
-# full fine-tuning's rate (studies/lora_results.md). An explicit --learning_rate always wins.
+# --lora without a learning rate (neither on the command line nor in the config file) trains at the recipe's LoRA
+# rate, this one unless its run.py names another: adapters want 10-20x full fine-tuning's rate
+# (studies/lora_results.md). An explicit --learning_rate always wins.
 LORA_LEARNING_RATE = 5e-4
 # Every recipe's defaults where TrainingArguments' generic ones are wrong for fine-tuning (a recipe's run.py adds
 # its own, e.g. epochs, learning rate, batches grouped by length): a warm-up and weight decay as in BERT's recipe.
@@ -236,11 +237,12 @@ class Config(NamedTuple):
     training: TrainingArguments
 
 
-def parse(data_class=DataArguments, argv=None, defaults=None) -> Config:
+def parse(data_class=DataArguments, argv=None, defaults=None, lora_learning_rate=LORA_LEARNING_RATE) -> Config:
     """Parse the command line (and an optional leading config file) into the recipe's Config.
     data_class: the recipe's subclass of DataArguments, holding its task-specific flags.
     defaults: the recipe's tuned settings ({flag: value}, over TRAINING_DEFAULTS), used wherever neither the
-    config file nor the command line sets them: a bare HF-style command line trains as the config does."""
+    config file nor the command line sets them: a bare HF-style command line trains as the config does.
+    lora_learning_rate: the rate of a --lora run that is given none."""
     argv = list(sys.argv[1:] if argv is None else argv)
     classes = (ModelArguments, data_class, RunArguments, TrainingArguments)
     known = {f.name for c in classes for f in dataclasses.fields(c) if f.init} | set(RENAMED) | set(RETIRED)
@@ -270,9 +272,9 @@ def parse(data_class=DataArguments, argv=None, defaults=None) -> Config:
     training_inputs = {f.name: values[f.name] for f in dataclasses.fields(TrainingArguments) if f.init}
     run.given = frozenset(a[2:].split("=")[0].replace("-", "_") for a in argv if a.startswith("--"))
     if model.lora and "learning_rate" not in run.given:
-        training_inputs["learning_rate"] = LORA_LEARNING_RATE
-        logger.warning("--lora without --learning_rate: learning rate %g, the adapters' default (about 10x full "
-                       "fine-tuning's); pass --learning_rate to choose another", LORA_LEARNING_RATE)
+        training_inputs["learning_rate"] = lora_learning_rate
+        logger.warning("--lora without --learning_rate: learning rate %g, the recipe's rate for adapters (they "
+                       "want 10-20x full fine-tuning's); pass --learning_rate to choose another", lora_learning_rate)
     run.machine_settings = _choose_device_and_precision(training_inputs, run)
     try:
         training = TrainingArguments(**training_inputs)

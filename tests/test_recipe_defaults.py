@@ -22,7 +22,8 @@ def parse(recipe, argv):
     module = recipe_module(recipe)
     data_class = next(v for v in vars(module).values() if isinstance(v, type) and issubclass(v, args.DataArguments)
                       and v.__module__ == module.__name__)
-    return args.parse(data_class, argv, defaults=module.DEFAULTS)
+    return args.parse(data_class, argv, defaults=module.DEFAULTS,
+                      lora_learning_rate=getattr(module, "LORA_LEARNING_RATE", args.LORA_LEARNING_RATE))
 
 
 def setting(cfg, name):
@@ -52,8 +53,9 @@ def test_explicit_settings_win_and_lora_keeps_its_own_rate(tmp_path):
                           "--train_sampling_strategy", "random", "--warmup_steps", "0"])
     assert (given.training.learning_rate, given.training.warmup_steps) == (2e-5, 0)
     assert given.training.train_sampling_strategy == "random"
-    lora = parse("nli", ["--output_dir", str(tmp_path / "b"), "--lora"])
-    assert lora.training.learning_rate == args.LORA_LEARNING_RATE
+    for recipe, rate in (("nli", args.LORA_LEARNING_RATE), ("ner", 2e-3)):  # NER: studies/lora.py screen_ner
+        lora = parse(recipe, ["--output_dir", str(tmp_path / recipe), "--lora"])
+        assert lora.training.learning_rate == rate
 
 
 def test_a_run_without_config_trains_with_the_recipes_settings(tiny_model, demo_data, tmp_path):

@@ -27,6 +27,7 @@ from common.techniques import imbalance  # noqa: E402
 # Tuned on CoNLL-2003 (bench/quality_results.md); the config file and the command line override them.
 DEFAULTS = dict(num_train_epochs=3, learning_rate=1e-4, per_device_train_batch_size=32, per_device_eval_batch_size=128,
                 train_sampling_strategy="group_by_length")  # less padding: bench/ablations.py
+LORA_LEARNING_RATE = 2e-3  # --lora without a rate: chosen on held-out CoNLL sentences (studies/lora.py screen_ner)
 
 
 @dataclass
@@ -51,7 +52,7 @@ class NerArguments(args.DataArguments):
 
 @exits_cleanly
 def main():
-    cfg = args.parse(NerArguments, defaults=DEFAULTS)
+    cfg = args.parse(NerArguments, defaults=DEFAULTS, lora_learning_rate=LORA_LEARNING_RATE)
     data_args = cfg.data
 
     # Data and tags: checked (and IOB1 converted) before anything is written. Unnamed columns are found.
