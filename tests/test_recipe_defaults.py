@@ -53,7 +53,7 @@ def test_explicit_settings_win_and_lora_keeps_its_own_rate(tmp_path):
                           "--train_sampling_strategy", "random", "--warmup_steps", "0"])
     assert (given.training.learning_rate, given.training.warmup_steps) == (2e-5, 0)
     assert given.training.train_sampling_strategy == "random"
-    for recipe, rate in (("nli", args.LORA_LEARNING_RATE), ("ner", 2e-3)):  # NER: studies/lora.py screen_ner
+    for recipe, rate in (("nli", args.LORA_LEARNING_RATE), ("ner", 2e-3), ("qa", 2e-3)):  # studies/lora.py
         lora = parse(recipe, ["--output_dir", str(tmp_path / recipe), "--lora"])
         assert lora.training.learning_rate == rate
 
