@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common import data  # noqa: E402
 from common.tools import demo_data  # noqa: E402
 from studies.techniques import DATA, OUT, merged, run, run_dir  # noqa: E402
 
@@ -131,13 +132,11 @@ def write_sets():
         (SETS_DIR / "sst2_1600.tsv").write_text(header + "".join(rows[:1600]))
         (SETS_DIR / "sst2_heldout400.tsv").write_text(header + "".join(rows[1600:]))
     if not (SETS_DIR / "conll_heldout1000.txt").exists():
-        from common import data
         rows = data.read_file(str(DATA / "conll2003/train.txt"), conll=data.ConllColumns("tokens", "ner_tags"))
         sentences = ["".join(f"{word} {tag}\n" for word, tag in zip(row["tokens"], row["ner_tags"]))
                      for row in rows.select(range(2000, 3000))]  # after the 2,000 that train
         (SETS_DIR / "conll_heldout1000.txt").write_text("\n".join(sentences))
     if not (SETS_DIR / "squad_heldout300.jsonl").exists():
-        from common import data
         rows = data.read_file(str(DATA / "squad/train.json"))
         rows.select(range(len(rows) - 300, len(rows))).to_json(SETS_DIR / "squad_heldout300.jsonl")
 
