@@ -1,6 +1,10 @@
 """Choose a bench config's training settings with the project's own search, on the training data only.
 
     python bench/choose.py rte --trials 16         # bench/configs/rte.yaml over bench/configs/rte_space.yaml
+    python bench/choose.py rte --trials 8 --try_first rte_hf_defaults   # HF's settings are the next trial
+
+--try_first NAME queues bench/configs/NAME.yaml's values of the space's keys as the study's next trial (once),
+so the search scores the baseline's settings on the same held-out rows as its own.
 
 The config's training file is split (--validation_split_percentage, default 20): trials train on the rest
 and are scored on the held-out part, never on the dev or test sets bench/quality.py reports. The study is
@@ -15,16 +19,35 @@ import subprocess
 import sys
 from pathlib import Path
 
+import optuna
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = {"sst2": "text_classification", "rte": "nli", "conll2003": "ner", "squad": "qa"}
+
+def enqueue(name, space_file, storage):
+    """Queue the named config's values of the space's keys as a trial, unless the study has tried them."""
+    space, config = (yaml.safe_load((ROOT / f).read_text()) for f in (space_file, f"bench/configs/{name}.yaml"))
+    params = {key: config[key] for key in space}
+    (ROOT / storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    study = optuna.create_study(storage=storage, study_name="search", load_if_exists=True, direction="maximize")
+    if any(trial.params == params for trial in study.get_trials(deepcopy=False)):
+        print(f"choose: the study already has a trial with {name}'s settings {params}")
+        return
+    study.enqueue_trial(params)
+    print(f"choose: queued {name}'s settings {params}")
+
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", choices=sorted(RECIPES))
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--held_out", type=int, default=20, help="%% of the training file scored by the trials")
+    parser.add_argument("--try_first", metavar="NAME", help="queue bench/configs/NAME.yaml's settings as a trial")
     known, overrides = parser.parse_known_args()
     out = f"bench/out/choose_{known.name}"  # relative to the repository root, where the recipe runs
+    if known.try_first:
+        enqueue(known.try_first, f"bench/configs/{known.name}_space.yaml", f"sqlite:///{ROOT / out}/hpo.db")
     command = [sys.executable, f"recipes/{RECIPES[known.name]}/run.py", f"bench/configs/{known.name}.yaml",
                "--validation_file", "", "--do_predict", "false",
                "--validation_split_percentage", str(known.held_out),

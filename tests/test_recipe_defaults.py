@@ -68,3 +68,14 @@ def test_a_run_without_config_trains_with_the_recipes_settings(tiny_model, demo_
     assert resolved["train_sampling_strategy"] == "group_by_length"
     assert resolved["num_train_epochs"] == 1 and resolved["per_device_train_batch_size"] == 16  # given: they win
     assert read_json(out / "train_results.json")["epoch"] == 1
+
+
+BENCH_RECIPES = {"sst2": "text_classification", "rte": "nli", "conll2003": "ner", "squad": "qa"}  # bench/choose.py
+
+
+@pytest.mark.parametrize("config", sorted((ROOT / "bench/configs").glob("*_defaults.yaml")), ids=lambda p: p.stem)
+def test_a_baseline_config_sets_every_setting_the_recipe_tunes(config):
+    """bench/configs/*_defaults.yaml are HF's example defaults run through a recipe: a setting one leaves out
+    takes the recipe's tuned value (warm-up 0.1, weight decay 0.01), not HF's, and the baseline is not HF's."""
+    tuned = {**args.TRAINING_DEFAULTS, **recipe_module(BENCH_RECIPES[config.stem.split("_")[0]]).DEFAULTS}
+    assert set(tuned) - set(yaml.safe_load(config.read_text())) == set()
