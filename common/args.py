@@ -201,22 +201,26 @@ class RunArguments:
         default=None, metadata={"help": "Optuna storage shared by workers: an RDB URL (sqlite:///x.db, "
                                         "postgresql://...) or a journal file (x.log). Default: "
                                         "sqlite:///<output_dir>/hpo.db.", **TRAINING_ONLY})
-    hpo_study_name: str = field(default="search", metadata={"help": "Study in the storage to create or resume."})
+    hpo_study_name: str = field(
+        default="search", metadata={"help": "Study in the storage to create or resume.", **TRAINING_ONLY})
     hpo_metric: Optional[str] = field(
         default=None, metadata={"help": "Evaluation metric to optimise, e.g. f1_macro or loss (minimised). "
                                         "Default: the recipe's main metric.", **TRAINING_ONLY})
     hpo_pruner: str = field(default="median", metadata={"help": "median, hyperband or none.",
-                                                        "choices": ["median", "hyperband", "none"]})
-    hpo_timeout: Optional[float] = field(default=None, metadata={"help": "Stop starting trials after this many seconds."})
+                                                        "choices": ["median", "hyperband", "none"], **TRAINING_ONLY})
+    hpo_timeout: Optional[float] = field(
+        default=None, metadata={"help": "Stop starting trials after this many seconds.", **TRAINING_ONLY})
     hpo_seed: Optional[int] = field(
         default=None, metadata={"help": "Sampler seed, for a reproducible single-worker search. Default: "
-                                        "random, so parallel workers try different points."})
+                                        "random, so parallel workers try different points.", **TRAINING_ONLY})
+    # Not marked TRAINING_ONLY: the --no_ flag HfArgumentParser adds to a True bool would get the mark's action twice.
     hpo_train_best: bool = field(
         default=True, metadata={"help": "Train the best trial's settings again when the search ends. false: only "
                                         "choose them (best_run.json), e.g. on a split of train, to train elsewhere."})
     hpo_heartbeat_interval: int = field(
         default=60, metadata={"help": "Seconds between a running trial's heartbeats (RDB storages); a trial "
-                                      "silent for 2 intervals (killed worker) is failed and retried."})
+                                      "silent for 2 intervals (killed worker) is failed and retried.",
+                                      **TRAINING_ONLY})
     # TrainingArguments set for this machine (bf16, use_cpu): not written to run_config.yaml.
     machine_settings: list = field(default_factory=list, init=False, repr=False)
     # The settings the user gave (config file or command line), as opposed to defaults.
