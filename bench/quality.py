@@ -70,7 +70,7 @@ def summary(runs) -> str:
         for (name, overrides), group in rows:
             scores = [_spread([100 * r["metrics"][key] for r in group if key in r["metrics"]]) for key in reported]
             walls = [r["wall_minutes"] for r in group]
-            loads = [r["load_before"] for r in group] + [r["load_after"] for r in group]
+            loads = [r[k] for r in group for k in ("load_before", "load_after") if r[k] is not None]
             dates = sorted(r["date"][:10] for r in group)
             lines.append(f"| `bench/configs/{name}.yaml` | {' '.join(overrides) or '-'} | "
                          f"{', '.join(str(r['seed']) for r in group)} | " + " | ".join(scores) +
@@ -117,8 +117,9 @@ if __name__ == "__main__":
         if known.name is None:
             parser.error("name a configuration, or pass --summary")
         for seed in known.seeds:
-            with RUNS_FILE.open("a") as fh:
-                fh.write(json.dumps(run_one(known.name, seed, overrides)) + "\n")
+            run = run_one(known.name, seed, overrides)
+            with RUNS_FILE.open("a") as fh:  # opened after the run: a file replaced meanwhile still gets it
+                fh.write(json.dumps(run) + "\n")
             RESULTS_FILE.write_text(summary(read_runs()))
     RESULTS_FILE.write_text(summary(read_runs()))
     print(RESULTS_FILE.read_text())
