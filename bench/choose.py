@@ -31,7 +31,8 @@ def enqueue(name, space_file, storage):
     params = {key: config[key] for key in space}
     (ROOT / storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     study = optuna.create_study(storage=storage, study_name="search", load_if_exists=True, direction="maximize")
-    if any(trial.params == params for trial in study.get_trials(deepcopy=False)):
+    tried = [trial.params or trial.system_attrs.get("fixed_params") for trial in study.get_trials(deepcopy=False)]
+    if params in tried:  # a queued trial has no params yet, only fixed_params
         print(f"choose: the study already has a trial with {name}'s settings {params}")
         return
     study.enqueue_trial(params)
