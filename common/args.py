@@ -211,8 +211,9 @@ class RunArguments:
     hpo_timeout: Optional[float] = field(
         default=None, metadata={"help": "Stop starting trials after this many seconds.", **TRAINING_ONLY})
     hpo_seed: Optional[int] = field(
-        default=None, metadata={"help": "Sampler seed, for a reproducible single-worker search. Default: "
-                                        "random, so parallel workers try different points.", **TRAINING_ONLY})
+        default=None, metadata={"help": "Sampler seed, for a reproducible single-worker search (offset by the "
+                                        "trials already in the study). Default: random, so parallel workers "
+                                        "try different points.", **TRAINING_ONLY})
     # Not marked TRAINING_ONLY: the --no_ flag HfArgumentParser adds to a True bool would get the mark's action twice.
     hpo_train_best: bool = field(
         default=True, metadata={"help": "Train the best trial's settings again when the search ends. false: only "

@@ -223,14 +223,17 @@ class Search:
                 study = optuna.create_study(
                     storage=self._storage(), study_name=self.run_args.hpo_study_name, load_if_exists=True,
                     direction="maximize" if self.objective.maximize else "minimize",
-                    pruner=pruners[self.run_args.hpo_pruner](),
-                    sampler=optuna.samplers.TPESampler(seed=self.run_args.hpo_seed))
+                    pruner=pruners[self.run_args.hpo_pruner]())
                 break
             except Exception as err:  # noqa: BLE001  (SQLAlchemy raises many kinds for a bad URL)
                 if attempt == 4 or _unreachable(err):
                     raise UserError(f"--hpo_storage {_without_password(self.url)}: cannot open it "
                                     f"({_first_line(err)})") from None
                 time.sleep(1 + attempt)
+        if self.run_args.hpo_seed is not None:
+            # A seeded sampler restarts its sequence in every process: offset it by the trials already in the
+            # study, or a resumed or grown study tries its first points again.
+            study.sampler = optuna.samplers.TPESampler(seed=self.run_args.hpo_seed + len(study.trials))
         self.study = study
         if self.heartbeat:
             self._fail_dead_trials()

@@ -223,6 +223,8 @@ def test_growing_a_finished_search_retrains_only_a_new_best(tiny_model, demo_dat
     grown = run_recipe(TASK, *args, "--hpo_trials", "4")
     study = _study(out / "hpo.db")
     assert len(_finished(study)) == 4 and grown.stdout.count("search: trial ") == 2  # only the new ones ran
+    # A seeded sampler starts again in each process; offset by the study's trials, it does not repeat them.
+    assert len({t.params["learning_rate"] for t in _finished(study)}) == 4
     best = study.best_trial.number
     if best == first:
         assert f"search: best trial {best} unchanged; the model in {out} is kept" in grown.stdout
