@@ -25,6 +25,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = {"sst2": "text_classification", "rte": "nli", "conll2003": "ner", "squad": "qa"}
 
+
 def enqueue(name, space_file, storage):
     """Queue the named config's values of the space's keys as a trial, unless the study has tried them."""
     space, config = (yaml.safe_load((ROOT / f).read_text()) for f in (space_file, f"bench/configs/{name}.yaml"))
