@@ -79,3 +79,14 @@ def test_a_baseline_config_sets_every_setting_the_recipe_tunes(config):
     takes the recipe's tuned value (warm-up 0.1, weight decay 0.01), not HF's, and the baseline is not HF's."""
     tuned = {**args.TRAINING_DEFAULTS, **recipe_module(BENCH_RECIPES[config.stem.split("_")[0]]).DEFAULTS}
     assert set(tuned) - set(yaml.safe_load(config.read_text())) == set()
+
+
+@pytest.mark.parametrize("recipe", ["text_classification", "nli", "ner", "qa"])
+def test_the_example_config_with_lora_trains_at_the_lora_rate(recipe, tmp_path):
+    """The config a user copies leaves the rate to the recipe, so `config.yaml --lora` is LoRA at its defaults."""
+    config = str(ROOT / "recipes" / recipe / "config.yaml")
+    module = recipe_module(recipe)
+    full = parse(recipe, [config, "--output_dir", str(tmp_path / "full")]).training.learning_rate
+    lora = parse(recipe, [config, "--output_dir", str(tmp_path / "lora"), "--lora"]).training.learning_rate
+    assert full == module.DEFAULTS["learning_rate"]
+    assert lora == getattr(module, "LORA_LEARNING_RATE", args.LORA_LEARNING_RATE) > full
