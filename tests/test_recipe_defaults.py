@@ -11,11 +11,15 @@ from conftest import FAST, ROOT, read_json, run_recipe
 RECIPES = ["text_classification", "nli", "ner", "qa", "time_series_classification"]
 
 
-def recipe_module(recipe):
-    spec = importlib.util.spec_from_file_location(f"{recipe}_defaults", ROOT / "recipes" / recipe / "run.py")
+def load_script(path, name):
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def recipe_module(recipe):
+    return load_script(ROOT / "recipes" / recipe / "run.py", f"{recipe}_defaults")
 
 
 def parse(recipe, argv):
@@ -70,14 +74,16 @@ def test_a_run_without_config_trains_with_the_recipes_settings(tiny_model, demo_
     assert read_json(out / "train_results.json")["epoch"] == 1
 
 
-BENCH_RECIPES = {"sst2": "text_classification", "rte": "nli", "conll2003": "ner", "squad": "qa"}  # bench/choose.py
+def bench_recipe(config_name):
+    """The recipe bench/quality.py runs a bench config with (its RUNS table)."""
+    return load_script(ROOT / "bench" / "quality.py", "bench_quality").RUNS[config_name][0]
 
 
 @pytest.mark.parametrize("config", sorted((ROOT / "bench/configs").glob("*_defaults.yaml")), ids=lambda p: p.stem)
 def test_a_baseline_config_sets_every_setting_the_recipe_tunes(config):
     """bench/configs/*_defaults.yaml are HF's example defaults run through a recipe: a setting one leaves out
     takes the recipe's tuned value (warm-up 0.1, weight decay 0.01), not HF's, and the baseline is not HF's."""
-    tuned = {**args.TRAINING_DEFAULTS, **recipe_module(BENCH_RECIPES[config.stem.split("_")[0]]).DEFAULTS}
+    tuned = {**args.TRAINING_DEFAULTS, **recipe_module(bench_recipe(config.stem)).DEFAULTS}
     assert set(tuned) - set(yaml.safe_load(config.read_text())) == set()
 
 
