@@ -3,6 +3,7 @@ recipes in subprocesses, started together, killed, pointed at storages that cann
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -10,17 +11,35 @@ import uuid
 
 import optuna
 import pytest
+import sqlalchemy
 
 from conftest import OFFLINE_ENV, ROOT, read_json, run_recipe
 from test_search import TASK, _search_args, _space
 
 COUNTED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+RUNNING = optuna.trial.TrialState.RUNNING
 
 
 def _worker(command_args, **popen):
     command = [sys.executable, str(ROOT / "recipes" / TASK / "run.py"), *map(str, command_args)]
     return subprocess.Popen(command, cwd=ROOT, env=OFFLINE_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, **popen)
+
+
+def _wait_for_a_running_trial(url, study_name, worker):
+    """Until the study shows a trial of this worker running. Killing a worker some seconds after its first
+    trial line did not always kill it in a trial: on a busy CI machine the other worker had taken the last
+    trials, the victim's next one was surplus and nothing was left to fail."""
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        try:
+            trials = optuna.load_study(study_name=study_name, storage=url).get_trials(states=(RUNNING,))
+        except (KeyError, sqlalchemy.exc.SQLAlchemyError):  # the study, or its tables, not created yet
+            trials = []
+        if any(trial.user_attrs.get("worker") == worker for trial in trials):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"no trial of {worker} was running within 300 s")
 
 
 def _study_args(url, study, trials):
@@ -58,11 +77,9 @@ def test_a_killed_worker_trial_is_retried_and_a_restarted_worker_joins(tiny_mode
                                *_study_args(postgres_url, study_name, 6)) for name in ("a", "b")}
     victim = _worker(args["a"], start_new_session=True)
     other = _worker(args["b"])
-    for line in victim.stdout:  # its first trial is stored; kill it in the middle of the next one
-        if line.startswith("search: trial "):
-            break
-    time.sleep(2)
-    os.killpg(victim.pid, signal.SIGKILL)
+    _wait_for_a_running_trial(postgres_url, study_name, f"{socket.gethostname()}:{victim.pid}")
+    time.sleep(1)  # its heartbeat thread records before the trial names its worker; a second to be sure
+    os.killpg(victim.pid, signal.SIGKILL)  # in the middle of its first trial
     victim.wait()
     restarted = run_recipe(TASK, *args["a"])  # the same command again: it joins the same study
     stdout, stderr = other.communicate(timeout=900)
