@@ -2,15 +2,18 @@
 
     python bench/choose.py rte --trials 16         # bench/configs/rte.yaml over bench/configs/rte_space.yaml
     python bench/choose.py rte --trials 8 --try_first rte_hf_defaults   # HF's settings are the next trial
+    python bench/choose.py rte --trials 8 --runs_per_trial 3 --try_first rte_hf_defaults rte
 
---try_first NAME queues bench/configs/NAME.yaml's values of the space's keys as the study's next trial (once),
-so the search scores the baseline's settings on the same held-out rows as its own.
+--try_first NAME [NAME ...] queues bench/configs/NAME.yaml's values of the space's keys as the study's next
+trials (once each), so the search scores the baseline's settings on the same held-out rows as its own.
+--runs_per_trial K trains each trial with K seeds and scores their mean (the recipe's --hpo_runs_per_trial):
+on RTE a seed moves the score as much as the settings do. Its study is bench/out/choose_<name>_<K>seeds.
 
 The config's training file is split (--validation_split_percentage, default 20): trials train on the rest
 and are scored on the held-out part, never on the dev or test sets bench/quality.py reports. The study is
 resumable (bench/out/choose_<name>/hpo.db: the same command continues it, a larger --trials grows it).
 Each trial's line goes to bench/search/<name>.log; trials.csv and best_run.json are copied to
-bench/search/<name>_trials.csv and <name>_best_run.json, which hold the chosen settings.
+bench/search/<name>[_<K>seeds]_trials.csv and _best_run.json, which hold the chosen settings.
 """
 import argparse
 import os
@@ -45,16 +48,20 @@ if __name__ == "__main__":
     parser.add_argument("name", choices=sorted(RECIPES))
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--held_out", type=int, default=20, help="%% of the training file scored by the trials")
-    parser.add_argument("--try_first", metavar="NAME", help="queue bench/configs/NAME.yaml's settings as a trial")
+    parser.add_argument("--runs_per_trial", type=int, default=1, help="seeds per trial; the trial scores their mean")
+    parser.add_argument("--try_first", metavar="NAME", nargs="+", default=[],
+                        help="queue bench/configs/NAME.yaml's settings as trials")
     known, overrides = parser.parse_known_args()
-    out = f"bench/out/choose_{known.name}"  # relative to the repository root, where the recipe runs
-    if known.try_first:
-        enqueue(known.try_first, f"bench/configs/{known.name}_space.yaml", f"sqlite:///{ROOT / out}/hpo.db")
+    study = known.name + (f"_{known.runs_per_trial}seeds" if known.runs_per_trial > 1 else "")
+    out = f"bench/out/choose_{study}"  # relative to the repository root, where the recipe runs
+    for name in known.try_first:
+        enqueue(name, f"bench/configs/{known.name}_space.yaml", f"sqlite:///{ROOT / out}/hpo.db")
     command = [sys.executable, f"recipes/{RECIPES[known.name]}/run.py", f"bench/configs/{known.name}.yaml",
                "--validation_file", "", "--do_predict", "false",
                "--validation_split_percentage", str(known.held_out),
                "--hpo_trials", str(known.trials), "--hpo_space", f"bench/configs/{known.name}_space.yaml",
                "--hpo_storage", f"sqlite:///{out}/hpo.db", "--hpo_seed", "0", "--hpo_train_best", "false",
+               "--hpo_runs_per_trial", str(known.runs_per_trial),
                "--eval_strategy", "epoch", "--output_dir", out, *overrides]
     log = ROOT / f"bench/search/{known.name}.log"
     log.parent.mkdir(exist_ok=True)
@@ -69,4 +76,4 @@ if __name__ == "__main__":
     if proc.returncode:
         sys.exit(proc.returncode)
     for name in ("trials.csv", "best_run.json"):
-        shutil.copy(ROOT / out / name, ROOT / f"bench/search/{known.name}_{name}")
+        shutil.copy(ROOT / out / name, ROOT / f"bench/search/{study}_{name}")

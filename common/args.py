@@ -208,6 +208,11 @@ class RunArguments:
                                         "Default: the recipe's main metric.", **TRAINING_ONLY})
     hpo_pruner: str = field(default="median", metadata={"help": "median, hyperband or none.",
                                                         "choices": ["median", "hyperband", "none"], **TRAINING_ONLY})
+    hpo_runs_per_trial: int = field(
+        default=1, metadata={"help": "Train each trial this many times, with seeds seed, seed+1, ...; its value "
+                                     "is their mean. On small data a seed moves the score as much as the "
+                                     "settings do, and one run per trial cannot rank them. The pruner sees the "
+                                     "first run.", **TRAINING_ONLY})
     hpo_timeout: Optional[float] = field(
         default=None, metadata={"help": "Stop starting trials after this many seconds.", **TRAINING_ONLY})
     hpo_seed: Optional[int] = field(

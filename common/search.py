@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import time
 import warnings
 from typing import Callable, NamedTuple, Optional
@@ -58,6 +59,7 @@ TRAINING_KEYS = frozenset(f.name for f in dataclasses.fields(TrainingArguments) 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 BEST_RUN, TRIALS, HISTORY_PLOT, IMPORTANCE_PLOT = "best_run.json", "trials.csv", "hpo_history.png", "hpo_importances.png"
 BEST_MODEL_ATTR = "best_model"  # study user attribute: which trial is trained as the best, on which host, where
+RUNS_ATTR = "runs_per_trial"  # study user attribute: --hpo_runs_per_trial, the same for all its trials
 LOWER_IS_BETTER = ("loss", "error", "mse", "mae", "rmse", "perplexity")
 
 
@@ -237,7 +239,7 @@ class Search:
         self.study = study
         if self.heartbeat:
             self._fail_dead_trials()
-        self._check_same_space(study)
+        self._check_comparable(study)
         finished = self.study.get_trials(deepcopy=False, states=FINISHED)  # not running ones: they may still end
         self.complete_at_start = len(finished) >= self.run_args.hpo_trials
         return study
@@ -262,14 +264,23 @@ class Search:
     def counted(self) -> int:
         return len(self.study.get_trials(deepcopy=False, states=self.counted_states()))
 
-    def _check_same_space(self, study):
-        """A study resumed with another space would mix incomparable trials (and its best could not be trained)."""
+    def _check_comparable(self, study):
+        """A study resumed with another space, or another number of runs per trial, would mix incomparable
+        trials (and with another space its best could not be trained)."""
         finished = study.get_trials(deepcopy=False, states=FINISHED)
         other = next((t for t in finished if not set(t.params) <= set(self.space.spec)), None)
         if other is not None:
             raise UserError(f"--hpo_study_name {study.study_name}: the study's trials searched "
                             f"{sorted(other.params)}, this space searches {sorted(self.space.spec)}; choose a new "
                             f"--hpo_study_name (or --hpo_storage) for a different space")
+        runs, recorded = self.run_args.hpo_runs_per_trial, study.user_attrs.get(RUNS_ATTR)
+        if recorded is None and finished:
+            recorded = 1  # a study from before the setting
+        if recorded is None:
+            study.set_user_attr(RUNS_ATTR, runs)
+        elif recorded != runs:
+            raise UserError(f"--hpo_runs_per_trial {runs}: study '{study.study_name}' trained {recorded} run(s) per "
+                            f"trial; give --hpo_runs_per_trial {recorded}, or a new --hpo_study_name")
 
     # ---- the loop ----
     def run(self) -> Outcome:
@@ -349,32 +360,45 @@ class Search:
         return self._outcome(*_broadcast(None))
 
     def _train_trial(self, number, params, trial) -> float:
-        run_dir = os.path.join(self.output_dir, f"run-{number}")  # the trial's checkpoints, removed after it
-        reporter = TrialReporter(self.objective, trial, self.world_size)
-        started, outcome = time.time(), "failed"
+        """The trial's runs, one per seed (--hpo_runs_per_trial); its value is the mean of their best
+        evaluations. Only the first run reports to the pruner: a later run's steps would repeat its steps."""
+        started, outcome, bests = time.time(), "failed", []
         try:
-            self.train(apply(self.cfg, params, output_dir=run_dir), [reporter])
-            outcome = "pruned" if reporter.pruned else "finished"
+            for run in range(self.run_args.hpo_runs_per_trial):
+                reporter = TrialReporter(self.objective, trial if run == 0 else None, self.world_size)
+                self._train_run(number, run, params, reporter)
+                if reporter.best is None:
+                    raise UserError("search: a trial ended without an evaluation; evaluate during training "
+                                    "(--eval_strategy epoch or steps)")
+                bests.append(reporter.best)
+                if reporter.pruned:
+                    outcome = "pruned"
+                    raise optuna.TrialPruned()
+            outcome = "finished"
         except DivergedLoss as err:  # a diverging setting is a bad trial, not the end of the search
             outcome = f"pruned ({str(err).split(':')[0]})"
             raise optuna.TrialPruned() from err
         finally:
+            if trial is not None:
+                self._trial_ended(trial, outcome, bests, time.time() - started)
+        return statistics.mean(bests)
+
+    def _train_run(self, number, run, params, reporter):
+        suffix = f"-seed{run}" if self.run_args.hpo_runs_per_trial > 1 else ""
+        run_dir = os.path.join(self.output_dir, f"run-{number}{suffix}")  # its checkpoints, removed after it
+        try:
+            self.train(apply(self.cfg, params, output_dir=run_dir, seed=self.cfg.training.seed + run), [reporter])
+        finally:
             if self.main_process:
                 shutil.rmtree(run_dir, ignore_errors=True)
-            gc.collect()  # the trial's model and optimizer, before the next trial builds its own
+            gc.collect()  # the run's model and optimizer, before the next run builds its own
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-            if trial is not None:
-                self._trial_ended(trial, outcome, reporter.best, time.time() - started)
-        if reporter.best is None:
-            raise UserError("search: a trial ended without an evaluation; evaluate during training "
-                            "(--eval_strategy epoch or steps)")
-        if reporter.pruned:
-            raise optuna.TrialPruned()
-        return reporter.best
 
-    def _trial_ended(self, trial, outcome, best, seconds):
+    def _trial_ended(self, trial, outcome, bests, seconds):
         trial.set_user_attr("seconds", round(seconds, 1))
+        if self.run_args.hpo_runs_per_trial > 1:
+            trial.set_user_attr("run_values", bests)  # one per seed: the spread behind the mean
         rss = _resident_memory_mb()
         if rss is not None:
             trial.set_user_attr("rss_mb", rss)
@@ -382,7 +406,9 @@ class Search:
             trial.set_user_attr("cuda_allocated_mb", round(torch.cuda.memory_allocated() / 2 ** 20))
         done, wanted = min(self.counted(), self.run_args.hpo_trials), self.run_args.hpo_trials
         params = ", ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
-        value = "" if best is None else f" {self.objective.metric}={best:.4f}"
+        value = "" if not bests else f" {self.objective.metric}={statistics.mean(bests):.4f}"
+        if len(bests) > 1:
+            value += f" ± {statistics.stdev(bests):.4f} over {len(bests)} seeds"
         print(f"search: trial {trial.number} {outcome} in {seconds:.0f}s{value} | {params} [{done}/{wanted} trials]",
               flush=True)
 
@@ -472,6 +498,7 @@ def write_reports(study, objective, output_dir, seconds) -> optuna.trial.FrozenT
         "trial": best.number, "metric": objective.metric, "value": best.value,
         "direction": "maximize" if objective.maximize else "minimize", "params": best.params,
         "trials": {state: states.count(state) for state in sorted(set(states))},
+        "runs_per_trial": study.user_attrs.get(RUNS_ATTR, 1), "run_values": best.user_attrs.get("run_values"),
         "study_name": study.study_name, "search_seconds": round(seconds, 1)})
     return best
 

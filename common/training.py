@@ -147,6 +147,8 @@ def _check_search(cfg, has_eval):
     epoch. Returns cfg, with that strategy where it was not given."""
     if cfg.run.hpo_trials < 0:
         raise UserError(f"--hpo_trials {cfg.run.hpo_trials}: give a number of trials (0: no search)")
+    if cfg.run.hpo_runs_per_trial < 1:
+        raise UserError(f"--hpo_runs_per_trial {cfg.run.hpo_runs_per_trial}: give 1 or more runs per trial")
     if not cfg.training.do_train or not has_eval:
         raise UserError("--hpo_trials needs --do_train and an evaluation set (--validation_file, or "
                         "--validation_split_percentage to hold out part of train)")

@@ -257,3 +257,27 @@ def test_a_search_that_only_chooses_settings_trains_no_best(tiny_model, demo_dat
     assert f"search: best trial {best['trial']} " in proc.stdout and "not trained" in proc.stdout
     assert not (out / "all_results.json").exists() and not (out / "model.safetensors").exists()
     assert _study(out / "hpo.db").best_trial.number == best["trial"]
+
+
+def test_a_trial_of_several_seeds_scores_their_mean(tiny_model, demo_data, tmp_path):
+    """--hpo_runs_per_trial 2: each trial trains with two seeds and its value is their mean; the pruner saw
+    the first run's evaluations only; a study of such trials cannot be resumed with another count."""
+    out = tmp_path / "out"
+    args = _search_args(tiny_model, demo_data, out, _space(tmp_path), "--hpo_trials", "2", "--hpo_metric", "loss",
+                        "--hpo_train_best", "false", "--hpo_seed", "0")
+    proc = run_recipe(TASK, *args, "--hpo_runs_per_trial", "2")
+    assert proc.stdout.count(" over 2 seeds | ") == 2
+    for trial in _finished(_study(out / "hpo.db")):
+        first, second = trial.user_attrs["run_values"]
+        assert first != second  # another seed, another model (eval_loss: no ties between small accuracies)
+        assert trial.value == pytest.approx((first + second) / 2)
+        assert len(trial.intermediate_values) == 2 and min(trial.intermediate_values.values()) == first
+    best = read_json(out / "best_run.json")
+    assert best["runs_per_trial"] == 2 and len(best["run_values"]) == 2
+    assert not list(out.glob("run-*"))
+
+    other = run_recipe(TASK, *args, "--hpo_trials", "3", check=False)  # one run per trial: not comparable
+    assert other.returncode == 2
+    error = other.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: --hpo_runs_per_trial 1: study 'search' trained 2 run(s) per trial"), error
+    assert len(_study(out / "hpo.db").get_trials()) == 2
