@@ -11,6 +11,7 @@ the script keeps every run that finished.
 """
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -19,6 +20,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS_FILE, RESULTS_FILE = ROOT / "bench/quality_runs.jsonl", ROOT / "bench/quality_results.md"
@@ -39,12 +42,13 @@ def run_one(name, seed, overrides) -> dict:
     out = f"bench/out/{name}{_slug(overrides)}_seed{seed}"
     command = [f"recipes/{recipe}/run.py", f"bench/configs/{name}.yaml", *overrides, "--seed", str(seed),
                "--output_dir", out, "--overwrite_output_dir", "true"]
+    config = config_version(name)  # before the run: the file it reads
     load_before, start = os.getloadavg()[0], time.time()
     subprocess.run([sys.executable, *command], cwd=ROOT, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     wall = time.time() - start
     results = json.loads((ROOT / out / "all_results.json").read_text())
-    return {"date": datetime.datetime.now().isoformat(timespec="seconds"), "name": name, "overrides": overrides,
-            "seed": seed, "command": "python " + " ".join(command),
+    return {"date": datetime.datetime.now().isoformat(timespec="seconds"), "name": name, "config": config,
+            "overrides": overrides, "seed": seed, "command": "python " + " ".join(command),
             "metrics": {key: results[key] for key in reported if key in results},
             "wall_minutes": round(wall / 60, 2), "train_samples": results.get("train_samples"),
             "epochs": results.get("epoch"), "load_before": round(load_before, 1),
@@ -54,12 +58,14 @@ def run_one(name, seed, overrides) -> dict:
 def summary(runs) -> str:
     groups = {}
     for run in runs:
-        groups.setdefault((run["name"], tuple(run["overrides"])), []).append(run)
+        groups.setdefault((run["name"], run["config"], tuple(run["overrides"]), run["machine"]), []).append(run)
     lines = ["# Quality over seeds", "",
              "Written by `python bench/quality.py NAME --seeds ...` from bench/quality_runs.jsonl (one line per "
              "finished run). Mean ± standard deviation over the seeds, then the lowest and highest; scores in "
              "points (x100). Wall time: mean minutes per run, with the machine's 1-minute load average when "
-             "the runs started and ended (2 cores: a load above 2 means other work shared them).", ""]
+             "the runs started and ended (2 cores: a load above 2 means other work shared them). A config's "
+             "version in brackets is a hash of its settings (`config_version` in bench/quality.py): an edited "
+             "config's runs get a row of their own.", ""]
     for task, (_, reported) in TASKS.items():
         rows = [(key, group) for key, group in groups.items() if RUNS[key[0]] == TASKS[task]]
         if not rows:
@@ -67,17 +73,23 @@ def summary(runs) -> str:
         titles = list(reported.values())
         lines += [f"## {task}", "", "| config | flags | seeds | " + " | ".join(titles) +
                   " | wall time | load | machine | dates |", "|---|---|---|" + "---|" * len(titles) + "---|---|---|---|"]
-        for (name, overrides), group in rows:
+        for (name, config, overrides, _), group in rows:
             scores = [_spread([100 * r["metrics"][key] for r in group if key in r["metrics"]]) for key in reported]
             walls = [r["wall_minutes"] for r in group]
             loads = [r[k] for r in group for k in ("load_before", "load_after") if r[k] is not None]
             dates = sorted(r["date"][:10] for r in group)
-            lines.append(f"| `bench/configs/{name}.yaml` | {' '.join(overrides) or '-'} | "
+            lines.append(f"| `bench/configs/{name}.yaml` ({config}) | {' '.join(overrides) or '-'} | "
                          f"{', '.join(str(r['seed']) for r in group)} | " + " | ".join(scores) +
                          f" | {statistics.mean(walls):.1f} min | {min(loads):.1f}–{max(loads):.1f} | "
                          f"{group[-1]['machine']} | {dates[0]}{'' if dates[0] == dates[-1] else ' – ' + dates[-1]} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def config_version(name) -> str:
+    """A short hash of bench/configs/<name>.yaml's settings (comments aside): runs of an edited config stay apart."""
+    settings = yaml.safe_load((ROOT / f"bench/configs/{name}.yaml").read_text())
+    return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:7]
 
 
 def _spread(values) -> str:
