@@ -175,6 +175,9 @@ class RunArguments:
     layerwise_lr_decay: Optional[float] = field(
         default=None, metadata={"help": "Discriminative learning rates: each encoder layer below the top one gets "
                                         "this factor times the rate of the layer above (e.g. 0.8); embeddings last."})
+    average_last_epochs: int = field(
+        default=0, metadata={"help": "End training on the mean of the weights at the ends of the last N epochs "
+                                     "(checkpoint averaging), e.g. 3. 0: off.", **TRAINING_ONLY})
     class_weights: Optional[str] = field(
         default=None, metadata={"help": "'balanced' or one weight per label, e.g. '1,5': a weighted loss for "
                                         "imbalanced classes.", **TRAINING_ONLY})

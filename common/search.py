@@ -166,7 +166,7 @@ class TrialReporter(TrainerCallback):
 
     def __init__(self, objective: Objective, trial: Optional[optuna.Trial], world_size: int):
         self.objective, self.trial, self.world_size = objective, trial, world_size
-        self.best, self.pruned = None, False
+        self.best, self.pruned, self.reported_step = None, False, None
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if self.trial is not None and model is not None:
@@ -182,8 +182,9 @@ class TrialReporter(TrainerCallback):
         if self.objective.better(value, self.best):
             self.best = value
         prune = False
-        if self.trial is not None:
+        if self.trial is not None and state.global_step != self.reported_step:  # after training: once more, same step
             self.trial.report(self.best, state.global_step)
+            self.reported_step = state.global_step
             prune = self.trial.should_prune()
         if self.world_size > 1:
             prune = _broadcast(prune)

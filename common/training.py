@@ -18,7 +18,7 @@ from common import artifacts, modeling, reports, search
 from common import data
 from common.data import TEST, TRAIN
 from common.errors import DivergedLoss, UserError
-from common.techniques import imbalance, learning_rates, stalled_loss
+from common.techniques import imbalance, learning_rates, stalled_loss, weight_averaging
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +116,7 @@ class TrainerFactory:
         if cfg.run.early_stopping_patience:
             callbacks = [*callbacks, EarlyStoppingCallback(cfg.run.early_stopping_patience)]
         callbacks = [*callbacks, *stalled_loss.callbacks_for(cfg.model)]  # one line if LoRA/frozen hardly learned
+        callbacks = [*callbacks, *weight_averaging.callbacks_for(cfg.run)]
         set_seed(cfg.training.seed)  # the new head starts the same in every run: a trial and its retraining alike
         trainer = RecipeTrainer(
             model=self.make_model(cfg.model), args=cfg.training, processing_class=self.tokenizer,
@@ -168,11 +169,12 @@ def run(trainers: TrainerFactory, cfg, raw, encoded, write_predictions=None, usa
     has_eval = bool(data.eval_names(encoded))
     learning_rates.check_flags(cfg.run)
     _configure_model_selection(cfg, trainers.main_metric, has_eval)
+    weight_averaging.check_flags(cfg.run, cfg.training)  # after the above: early stopping loads the best
     _training_split(cfg, encoded, trainers.compute_loss_func)  # its flag checks
     search_results = {}
     if cfg.run.hpo_trials:
         cfg = _check_search(cfg, has_eval)
-        searcher = search.Search(cfg, train=lambda trial_cfg, callbacks: trainers.build(trial_cfg, callbacks).train())
+        searcher = search.Search(cfg, train=functools.partial(_train_trial, trainers))
         if searcher.main_process:
             searcher.open_study()  # a storage that cannot be reached stops the run here
             os.makedirs(cfg.training.output_dir, exist_ok=True)
@@ -184,6 +186,15 @@ def run(trainers: TrainerFactory, cfg, raw, encoded, write_predictions=None, usa
         cfg, search_results = outcome.best_cfg, dict(hpo_best_trial=outcome.best_trial.number,
                                                       hpo_trials=cfg.run.hpo_trials)
     run_once(trainers.build(cfg), cfg, raw, encoded, write_predictions, search_results, usage)
+
+
+def _train_trial(trainers, trial_cfg, callbacks):
+    """A search trial's training run. Under --average_last_epochs it also scores the averaged weights it ends
+    on, so the trial's value (its best evaluation) counts what the run would save."""
+    trainer = trainers.build(trial_cfg, callbacks)
+    trainer.train()
+    if trial_cfg.run.average_last_epochs and not any(getattr(callback, "pruned", False) for callback in callbacks):
+        trainer.evaluate()
 
 
 def run_once(trainer, cfg, raw, encoded, write_predictions=None, search_results=None, usage=None):

@@ -114,6 +114,21 @@ def test_layerwise_decay_and_head_learning_rate_set_each_parameter_group(tiny_mo
     assert layer_0 and layer_0 == pytest.approx([0.5e-3] * len(layer_0))
 
 
+def test_average_last_epochs_saves_the_mean_of_the_last_epochs_weights(tiny_model, sentiment, tmp_path):
+    """The saved model (the one evaluated: run() saves before it evaluates) is the mean of the weights at the
+    last 2 of 3 epochs' ends, which Trainer also saves as checkpoints."""
+    out = tmp_path / "averaged"
+    _train("text_classification", tiny_model, out, "--average_last_epochs", "2", "--save_strategy", "epoch",
+           data=sentiment)
+    checkpoints = sorted(out.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[1]))
+    assert len(checkpoints) == 3
+    last_two = [load_file(path / "model.safetensors") for path in checkpoints[1:]]
+    saved = load_file(out / "model.safetensors")
+    assert not torch.equal(last_two[0]["classifier.weight"], last_two[1]["classifier.weight"])  # it trained
+    for name, value in saved.items():
+        assert torch.allclose(value, (last_two[0][name] + last_two[1][name]) / 2, atol=1e-6), name
+
+
 def test_focal_and_weighted_losses():
     logits = torch.tensor([[2.0, -1.0, 0.5], [0.1, 0.2, 3.0], [1.0, 1.0, 1.0], [0.0, 4.0, 0.0]])
     labels = torch.tensor([0, 2, 1, -100])  # the last position is not scored (NER's special tokens)
@@ -151,6 +166,10 @@ def test_class_weights_count_tokens_and_oversampling_balances_classes(tiny_model
     ("text_classification", ["--layerwise_lr_decay", "1.5"], "--layerwise_lr_decay 1.5: give a factor in (0, 1]"),
     ("text_classification", ["--focal_gamma", "-1"], "--focal_gamma -1.0: give 0"),
     ("ner", ["--oversample"], "--oversample applies to single-label classification"),
+    ("text_classification", ["--average_last_epochs", "1"], "--average_last_epochs 1: give 2 or more"),
+    ("text_classification", ["--average_last_epochs", "2", "--early_stopping_patience", "1", "--eval_strategy",
+                             "epoch", "--validation_split_percentage", "25"],
+     "--average_last_epochs with --early_stopping_patience: both choose the final weights"),
 ])
 def test_bad_technique_flags_fail_in_one_line(tiny_model, sentiment, demo_data, tmp_path, task, flags, message):
     data = sentiment if task == "text_classification" else None
