@@ -96,6 +96,9 @@ class ModelArguments:
     cache_features: bool = field(
         default=False, metadata={"help": "With --freeze_encoder: run the frozen encoder once per distinct input and "
                                          "train the head on its cached outputs (later epochs cost only the head)."})
+    reinit_top_layers: int = field(
+        default=0, metadata={"help": "Draw the top N encoder layers (and the pooler the head reads) afresh before "
+                                     "training (Zhang et al. 2021), e.g. 2.", **TRAINING_ONLY})
     lora: bool = field(default=False, metadata={"help": "Wrap the model in PEFT LoRA adapters.", **TRAINING_ONLY})
     lora_r: int = 8
     lora_alpha: int = 16

@@ -11,7 +11,7 @@ import os
 from transformers import AutoConfig, AutoTokenizer
 
 from common.errors import UserError
-from common.techniques import feature_cache
+from common.techniques import feature_cache, reinit
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,8 @@ def load_model(model_args, auto_class, config, peft_task_type):
     check_what_trains(model_args)
     model = from_pretrained(auto_class, model_path(model_args), model_args, config=config,
                             ignore_mismatched_sizes=model_args.ignore_mismatched_sizes)
+    if model_args.reinit_top_layers:
+        reinit.apply(model, model_args.reinit_top_layers, pooler=pooler_name(model))
     return choose_what_trains(model, model_args, peft_task_type)
 
 

@@ -18,7 +18,7 @@ from common import artifacts, modeling, reports, search
 from common import data
 from common.data import TEST, TRAIN
 from common.errors import DivergedLoss, UserError
-from common.techniques import imbalance, learning_rates, stalled_loss, weight_averaging
+from common.techniques import imbalance, learning_rates, reinit, stalled_loss, weight_averaging
 
 logger = logging.getLogger(__name__)
 
@@ -168,6 +168,7 @@ def run(trainers: TrainerFactory, cfg, raw, encoded, write_predictions=None, usa
     Everything is checked before anything is written."""
     has_eval = bool(data.eval_names(encoded))
     learning_rates.check_flags(cfg.run)
+    reinit.check_flags(cfg.model, cfg.training.do_train)
     _configure_model_selection(cfg, trainers.main_metric, has_eval)
     weight_averaging.check_flags(cfg.run, cfg.training)  # after the above: early stopping loads the best
     _training_split(cfg, encoded, trainers.compute_loss_func)  # its flag checks

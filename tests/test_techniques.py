@@ -129,6 +129,22 @@ def test_average_last_epochs_saves_the_mean_of_the_last_epochs_weights(tiny_mode
         assert torch.allclose(value, (last_two[0][name] + last_two[1][name]) / 2, atol=1e-6), name
 
 
+def test_reinit_top_layers_redraws_only_the_top_layers_and_the_pooler(tiny_model, tmp_path):
+    pretrained = dict(_trainer(tiny_model, tmp_path).model.named_parameters())
+    redrawn = dict(_trainer(tiny_model, tmp_path, "--reinit_top_layers", "1").model.named_parameters())
+    changed = {name for name, param in redrawn.items() if not torch.equal(param, pretrained[name])}
+    top_weights = {n for n in pretrained if n.startswith(("bert.encoder.layer.1.", "bert.pooler."))
+                   and n.endswith("weight") and "LayerNorm" not in n}  # a tiny random model's norms are 1 already
+    assert top_weights and top_weights <= changed  # the seeded head (classifier) is the same in both
+    assert all(n.startswith(("bert.encoder.layer.1.", "bert.pooler.")) for n in changed), changed
+    assert torch.equal(redrawn["bert.encoder.layer.1.output.LayerNorm.weight"],
+                       torch.ones_like(redrawn["bert.encoder.layer.1.output.LayerNorm.weight"]))
+    std = redrawn["bert.encoder.layer.1.attention.self.query.weight"].std().item()
+    assert std == pytest.approx(0.02, rel=0.2)  # the config's initializer range, as a new model's weights
+    again = dict(_trainer(tiny_model, tmp_path, "--reinit_top_layers", "1").model.named_parameters())
+    assert all(torch.equal(again[n], redrawn[n]) for n in changed)  # drawn from the run's seed
+
+
 def test_focal_and_weighted_losses():
     logits = torch.tensor([[2.0, -1.0, 0.5], [0.1, 0.2, 3.0], [1.0, 1.0, 1.0], [0.0, 4.0, 0.0]])
     labels = torch.tensor([0, 2, 1, -100])  # the last position is not scored (NER's special tokens)
@@ -170,6 +186,8 @@ def test_class_weights_count_tokens_and_oversampling_balances_classes(tiny_model
     ("text_classification", ["--average_last_epochs", "2", "--early_stopping_patience", "1", "--eval_strategy",
                              "epoch", "--validation_split_percentage", "25"],
      "--average_last_epochs with --early_stopping_patience: both choose the final weights"),
+    ("ner", ["--reinit_top_layers", "3"], "--reinit_top_layers 3: the encoder has 2 layers"),
+    ("text_classification", ["--reinit_top_layers", "1", "--lora"], "--reinit_top_layers with --lora"),
 ])
 def test_bad_technique_flags_fail_in_one_line(tiny_model, sentiment, demo_data, tmp_path, task, flags, message):
     data = sentiment if task == "text_classification" else None

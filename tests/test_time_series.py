@@ -83,6 +83,15 @@ def test_pretrain_then_fine_tune_carries_the_backbone_over(pretrained):
     assert model.config.num_targets == 2 and model.config.context_length == 32
     assert not model.config.do_mask_input  # masking is for pre-training only
 
+    # --reinit_top_layers 1: the top encoder layer is drawn afresh (norm statistics too), the rest is carried over.
+    cfg = args.parse(series_data.SeriesArguments, ["--train_file", str(pretrained / "train.csv"), "--model_name_or_path",
+                                              path, "--output_dir", str(pretrained / "unused"), "--reinit_top_layers", "1"])
+    redrawn = backbone(series_model.model_factory(config)(cfg.model))
+    top = f"model.encoder.layers.{model.config.num_hidden_layers - 1}."
+    changed = {name for name, tensor in expected.items() if not torch.equal(redrawn[name], tensor)}
+    assert changed and all(name.startswith(top) for name in changed)
+    assert {n for n in expected if n.startswith(top) and n.endswith("weight")} <= changed
+
 
 def test_linear_probe_on_the_pretrained_backbone_end_to_end(pretrained, tmp_path):
     """run.py --model_name_or_path <pretrain.py output> --freeze_encoder: the backbone's weights stay the

@@ -16,6 +16,7 @@ from transformers import PatchTSTConfig, PatchTSTForClassification, PatchTSTForP
 from common import modeling
 from common.data import TRAIN
 from common.errors import UserError
+from common.techniques import reinit
 from common.tasks.series_data import collate, expand
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj", "ff.0", "ff.3"]  # attention and MLP projections
@@ -85,12 +86,16 @@ def model_factory(config, pretrained=None):
         if model_args.cache_features:
             raise UserError("--cache_features is for the text recipes; drop it here (--freeze_encoder alone trains "
                             "only the head)")
-        if not path and (model_args.freeze_encoder or model_args.lora):
-            raise UserError(f"--{'freeze_encoder' if model_args.freeze_encoder else 'lora'} needs a pre-trained "
-                            f"backbone: pass --model_name_or_path or --pretrain_epochs")
+        needs_backbone = next((flag for flag in ("freeze_encoder", "lora", "reinit_top_layers")
+                               if getattr(model_args, flag)), None)
+        if not path and needs_backbone:
+            raise UserError(f"--{needs_backbone} needs a pre-trained backbone: pass --model_name_or_path or "
+                            f"--pretrain_epochs")
         if path:
             model = without_positions(PatchTSTForClassification.from_pretrained(
                 path, config=copy.deepcopy(config), ignore_mismatched_sizes=True))
+            if model_args.reinit_top_layers:
+                reinit.apply(model, model_args.reinit_top_layers)
         else:
             model = without_positions(PatchTSTForClassification(copy.deepcopy(config)))
         return modeling.choose_what_trains(model, model_args, peft_task_type=None, lora_targets=LORA_TARGETS)
