@@ -5,7 +5,13 @@
     python bench/choose.py rte --trials 8 --runs_per_trial 3 --try_first rte_hf_defaults rte
 
 --try_first NAME [NAME ...] queues bench/configs/NAME.yaml's values of the space's keys as the study's next
-trials (once each), so the search scores the baseline's settings on the same held-out rows as its own.
+trials (once each), so the search scores the baseline's settings on the same held-out rows as its own; a
+NAME of the form KEY=VALUE[,KEY=VALUE] queues those values instead. --space NAME searches
+bench/configs/NAME_space.yaml (default: the config's own) in a study of its own:
+
+    python bench/choose.py rte --space rte_reinit --trials 2 --runs_per_trial 3 \
+        --try_first reinit_top_layers=2 reinit_top_layers=0      # a technique, on the held-out rows
+
 --runs_per_trial K trains each trial with K seeds and scores their mean (the recipe's --hpo_runs_per_trial):
 on RTE a seed moves the score as much as the settings do. Its study is bench/out/choose_<name>_<K>seeds.
 
@@ -33,9 +39,16 @@ RECIPES = {name: recipe for name, (recipe, _) in TASKS.items()}
 
 
 def enqueue(name, space_file, storage):
-    """Queue the named config's values of the space's keys as a trial, unless the study has tried them."""
-    space, config = (yaml.safe_load((ROOT / f).read_text()) for f in (space_file, f"bench/configs/{name}.yaml"))
-    params = {key: config[key] for key in space}
+    """Queue the named config's values of the space's keys (or NAME's KEY=VALUE pairs) as a trial, unless the
+    study has tried them."""
+    space = yaml.safe_load((ROOT / space_file).read_text())
+    if "=" in name:
+        params = {key: yaml.safe_load(value) for key, value in (pair.split("=", 1) for pair in name.split(","))}
+        if set(params) - set(space):
+            sys.exit(f"choose: --try_first {name}: {sorted(set(params) - set(space))} not in {space_file}")
+    else:
+        config = yaml.safe_load((ROOT / f"bench/configs/{name}.yaml").read_text())
+        params = {key: config[key] for key in space}
     (ROOT / storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     study = optuna.create_study(storage=storage, study_name="search", load_if_exists=True, direction="maximize")
     tried = [trial.params or trial.system_attrs.get("fixed_params") for trial in study.get_trials(deepcopy=False)]
@@ -53,20 +66,22 @@ if __name__ == "__main__":
     parser.add_argument("--held_out", type=int, default=20, help="%% of the training file scored by the trials")
     parser.add_argument("--runs_per_trial", type=int, default=1, help="seeds per trial; the trial scores their mean")
     parser.add_argument("--try_first", metavar="NAME", nargs="+", default=[],
-                        help="queue bench/configs/NAME.yaml's settings as trials")
+                        help="queue bench/configs/NAME.yaml's settings (or KEY=VALUE,...) as trials")
+    parser.add_argument("--space", metavar="NAME", help="search bench/configs/NAME_space.yaml (default: NAME's)")
     known, overrides = parser.parse_known_args()
-    study = known.name + (f"_{known.runs_per_trial}seeds" if known.runs_per_trial > 1 else "")
+    space = known.space or known.name
+    study = space + (f"_{known.runs_per_trial}seeds" if known.runs_per_trial > 1 else "")
     out = f"bench/out/choose_{study}"  # relative to the repository root, where the recipe runs
     for name in known.try_first:
-        enqueue(name, f"bench/configs/{known.name}_space.yaml", f"sqlite:///{ROOT / out}/hpo.db")
+        enqueue(name, f"bench/configs/{space}_space.yaml", f"sqlite:///{ROOT / out}/hpo.db")
     command = [sys.executable, f"recipes/{RECIPES[known.name]}/run.py", f"bench/configs/{known.name}.yaml",
                "--validation_file", "", "--do_predict", "false",
                "--validation_split_percentage", str(known.held_out),
-               "--hpo_trials", str(known.trials), "--hpo_space", f"bench/configs/{known.name}_space.yaml",
+               "--hpo_trials", str(known.trials), "--hpo_space", f"bench/configs/{space}_space.yaml",
                "--hpo_storage", f"sqlite:///{out}/hpo.db", "--hpo_seed", "0", "--hpo_train_best", "false",
                "--hpo_runs_per_trial", str(known.runs_per_trial),
                "--eval_strategy", "epoch", "--output_dir", out, *overrides]
-    log = ROOT / f"bench/search/{known.name}.log"
+    log = ROOT / f"bench/search/{space}.log"
     log.parent.mkdir(exist_ok=True)
     with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True,
                           env={**os.environ, "HF_HUB_OFFLINE": "1"}) as proc, log.open("a") as fh:

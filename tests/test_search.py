@@ -139,6 +139,19 @@ def test_lora_rank_search_reaches_the_model(tiny_model, demo_data, tmp_path):
     assert read_json(out / "adapter" / "adapter_config.json")["r"] == best
 
 
+def test_a_search_reaches_reinit_top_layers(tiny_model, demo_data, tmp_path):
+    """reinit_top_layers is a model setting a space can hold (bench/configs/rte_reinit_space.yaml): the same
+    trial with the top layer redrawn ends on another model."""
+    losses = {}
+    for count in (0, 1):
+        out = tmp_path / f"reinit{count}"
+        space = _space(tmp_path, learning_rate=1e-3, reinit_top_layers=count)
+        run_recipe(TASK, *_search_args(tiny_model, demo_data, out, space, "--hpo_trials", "1", "--hpo_metric",
+                                       "loss", "--hpo_train_best", "false", "--hpo_seed", "0"))
+        losses[count] = _study(out / "hpo.db").best_value
+    assert losses[0] != losses[1]
+
+
 def test_search_under_accelerate_launch_trains_each_trial_on_every_rank(tiny_model, demo_data, tmp_path):
     """DDP refuses models whose parameter shapes differ between ranks: a LoRA rank search only completes if
     every rank builds the same trial."""
