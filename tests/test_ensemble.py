@@ -111,11 +111,12 @@ def test_ner_member_is_refused_in_one_line(members, tiny_model, tmp_path):
 
 
 def test_training_only_settings_come_from_the_recipes_field_metadata():
-    """What a member drops to predict another file is derived from the argument classes (and stays what the
-    hand-kept list was)."""
+    """What a member drops to predict another file is derived from the argument classes (the hand-kept
+    list it replaced, plus the flags added since)."""
     before = {"train_file", "validation_file", "dataset_name", "dataset_config_name", "validation_split_percentage",
               "max_train_samples", "max_eval_samples", "max_predict_samples", "label_list", "lora",
-              "early_stopping_patience", "class_weights", "focal_gamma", "oversample", "augment", "pretrain_epochs",
+              "reinit_top_layers", "early_stopping_patience", "average_last_epochs", "class_weights", "focal_gamma",
+              "oversample", "augment", "pretrain_epochs",
               "hpo_trials", "hpo_space", "hpo_storage", "hpo_metric", "hpo_study_name", "hpo_pruner", "hpo_timeout",
               "hpo_seed", "hpo_heartbeat_interval", "hpo_runs_per_trial", "eval_strategy", "save_strategy",
               "load_best_model_at_end", "metric_for_best_model", "greater_is_better", "report_to",
