@@ -16,7 +16,8 @@ bench/configs/NAME_space.yaml (default: the config's own) in a study of its own:
 on RTE a seed moves the score as much as the settings do. Its study is bench/out/choose_<name>_<K>seeds.
 
 The config's training file is split (--validation_split_percentage, default 20): trials train on the rest
-and are scored on the held-out part, never on the dev or test sets bench/quality.py reports. The study is
+and are scored on the held-out part, never on the dev or test sets bench/quality.py reports. SQuAD holds out
+whole passages (the QA recipe's --validation_split_by context): no trial is scored on a passage it trained on. The study is
 resumable (bench/out/choose_<name>/hpo.db: the same command continues it, a larger --trials grows it).
 Each trial's line goes to bench/search/<name>.log; trials.csv and best_run.json are copied to
 bench/search/<name>[_<K>seeds]_trials.csv and _best_run.json, which hold the chosen settings.

@@ -137,6 +137,11 @@ class DataArguments:
     validation_split_percentage: Optional[int] = field(
         default=None, metadata={"help": "Hold out this % of train for evaluation when there is no validation set.",
                                 **TRAINING_ONLY})
+    validation_split_by: Optional[str] = field(
+        default=None, metadata={"help": "With --validation_split_percentage: hold out whole groups of rows that share "
+                                        "this column's value (e.g. a document id); '' splits rows at random. "
+                                        "Default: the recipe's (QA: context, so no held-out question's passage "
+                                        "is trained on), else random rows.", **TRAINING_ONLY})
     shuffle_train_dataset: bool = field(
         default=False, metadata={"help": "Shuffle the training split once, before --max_train_samples takes its first rows."})
     shuffle_seed: int = 42

@@ -15,6 +15,7 @@ import csv
 import json
 import logging
 import os
+import random
 from dataclasses import dataclass, field
 from typing import NamedTuple, Optional
 
@@ -71,11 +72,13 @@ class ConllColumns(NamedTuple):
     tag_index: int = -1
 
 
-def load(cfg, conll: Optional[ConllColumns] = None, named=None, readers=None) -> RawData:
+def load(cfg, conll: Optional[ConllColumns] = None, named=None, readers=None, held_out_by=None) -> RawData:
     """Load the splits the run needs (cfg: common.args.Config), apply sample limits, check emptiness.
     conll: also read .conll/.txt files as CoNLL column files (word-level tagging recipes).
     named(data_args) -> RawData or None: a recipe's own datasets by name, tried before the Hub (time series:
-    ucr/NAME from aeon). readers: {extension: read(path, flag) -> Dataset} for formats only that recipe reads."""
+    ucr/NAME from aeon). readers: {extension: read(path, flag) -> Dataset} for formats only that recipe reads.
+    held_out_by: the column whose rows --validation_split_percentage keeps together when --validation_split_by
+    is not given (QA: context)."""
     data, training = cfg.data, cfg.training
     for flag in ("max_train_samples", "max_eval_samples", "max_predict_samples"):
         limit = getattr(data, flag)
@@ -84,6 +87,9 @@ def load(cfg, conll: Optional[ConllColumns] = None, named=None, readers=None) ->
     percentage = data.validation_split_percentage
     if percentage is not None and not 0 < percentage < 100:
         raise UserError(f"--validation_split_percentage must be between 1 and 99, got {percentage}")
+    if data.validation_split_by and not percentage:
+        raise UserError(f"--validation_split_by {data.validation_split_by} chooses how "
+                        "--validation_split_percentage holds out rows: give that too")
     with training.main_process_first(desc="loading data"):
         raw = (named and named(data)) or (
             _load_hub(data, cfg.model.token) if data.dataset_name else _load_files(data, conll, readers))
@@ -93,10 +99,10 @@ def load(cfg, conll: Optional[ConllColumns] = None, named=None, readers=None) ->
                         f"is given ({raw.sources[raw.eval_names[0]]}); drop one of them "
                         f"(--validation_file \"\" clears a config file's)")
     if percentage and TRAIN in raw.splits:
-        held_out = raw.splits[TRAIN].train_test_split(test_size=percentage / 100, seed=training.seed)
-        raw.splits[TRAIN] = held_out["train"]
-        raw.splits["validation"] = held_out["test"]
-        raw.sources["validation"] = f"{percentage}% of {raw.sources[TRAIN]}"
+        column = held_out_by if data.validation_split_by is None else data.validation_split_by
+        raw.splits[TRAIN], raw.splits["validation"] = _hold_out(raw, percentage, column, training.seed)
+        by = f" (whole groups of {column})" if column else ""
+        raw.sources["validation"] = f"{percentage}% of {raw.sources[TRAIN]}{by}"
         raw.splits = DatasetDict({k: raw.splits[k] for k in [TRAIN, "validation", TEST] if k in raw.splits})
     _check_needed_splits(raw, training)
     if data.shuffle_train_dataset and TRAIN in raw.splits:  # before the limit, so it takes a random sample
@@ -107,6 +113,34 @@ def load(cfg, conll: Optional[ConllColumns] = None, named=None, readers=None) ->
         if limit is not None and limit < len(ds):
             raw.splits[name] = ds.select(range(limit))
     return raw
+
+
+def _hold_out(raw: RawData, percentage: int, column: Optional[str], seed: int):
+    """Train's rows split into (kept, held out), about percentage% held out. With a column, rows sharing its
+    value fall on one side together: a random row split of SQuAD would score questions on passages the
+    trials trained on, and so favour settings that memorise."""
+    train = raw.splits[TRAIN]
+    if not column:
+        parts = train.train_test_split(test_size=percentage / 100, seed=seed)
+        return parts["train"], parts["test"]
+    if column not in train.column_names:
+        raise UserError(f"--validation_split_by {column}: {raw.sources[TRAIN]} has no column '{column}'; "
+                        f"columns there: {', '.join(train.column_names)} ('' splits rows at random)")
+    values = [str(value) for value in train[column]]
+    sizes = collections.Counter(values)
+    groups = list(sizes)  # in order of first appearance, then shuffled with the run's seed
+    random.Random(seed).shuffle(groups)
+    held, count = set(), 0
+    for group in groups[:-1]:  # at least one group stays for training
+        if count >= len(values) * percentage / 100:
+            break
+        held.add(group)
+        count += sizes[group]
+    if not held:
+        raise UserError(f"--validation_split_by {column}: {raw.sources[TRAIN]} has {len(groups)} distinct "
+                        f"value(s) there, too few to hold out {percentage}% in whole groups")
+    kept = [i for i, value in enumerate(values) if value not in held]
+    return train.select(kept), train.select([i for i, value in enumerate(values) if value in held])
 
 
 def _remove(raw: RawData, data):

@@ -132,6 +132,29 @@ def test_validation_split_percentage(tmp_path):
                        "--validation_split_percentage", "20"))
 
 
+def test_validation_split_by_holds_out_whole_groups(tmp_path):
+    rows = [{"text": f"x{i}", "label": "a", "doc": f"d{i // 5}"} for i in range(100)]  # 20 groups of 5
+    write_csv(tmp_path / "t.csv", rows)
+    train = ["--train_file", str(tmp_path / "t.csv"), "--validation_split_percentage", "20"]
+    raw = data.load(_cfg(tmp_path, *train, "--validation_split_by", "doc"))
+    kept, held = set(raw.splits["train"]["doc"]), set(raw.splits["validation"]["doc"])
+    assert len(held) == 4 and not kept & held and len(kept | held) == 20
+    assert "whole groups of doc" in raw.sources["validation"]
+    again = data.load(_cfg(tmp_path, *train, "--validation_split_by", "doc"))
+    assert set(again.splits["validation"]["doc"]) == held  # the run's seed fixes the split
+    other = data.load(_cfg(tmp_path, *train, "--validation_split_by", "doc", "--seed", "7"))
+    assert set(other.splits["validation"]["doc"]) != held
+    randomly = data.load(_cfg(tmp_path, *train, "--validation_split_by", ""))  # '' splits rows at random
+    assert set(randomly.splits["train"]["doc"]) & set(randomly.splits["validation"]["doc"])
+    with pytest.raises(UserError, match=r"--validation_split_by title: .*t.csv has no column 'title'; "
+                                        r"columns there: text, label, doc"):
+        data.load(_cfg(tmp_path, *train, "--validation_split_by", "title"))
+    with pytest.raises(UserError, match="has 1 distinct value"):
+        data.load(_cfg(tmp_path, *train, "--validation_split_by", "label"))
+    with pytest.raises(UserError, match="--validation_split_by doc chooses how --validation_split_percentage"):
+        data.load(_cfg(tmp_path, "--train_file", str(tmp_path / "t.csv"), "--validation_split_by", "doc"))
+
+
 def test_sample_limits_must_be_positive_and_needed_splits_exist(tmp_path):
     write_csv(tmp_path / "t.csv", [{"text": "x", "label": "a"}])
     with pytest.raises(UserError, match="--max_train_samples must be a positive number"):

@@ -202,6 +202,27 @@ def test_flat_files_other_column_names_and_lora(tiny_model, tmp_path):
     assert len(read_json(out / "validation_predictions.json")) == 24 and "eval_f1" in read_json(out / "all_results.json")
 
 
+def test_held_out_questions_never_share_a_passage_with_training(tiny_model, tmp_path):
+    """--validation_split_percentage holds out whole contexts by default: 8 passages of 3 questions each."""
+    rows = []
+    for k in range(8):
+        group = demo.qa_rows(3, random.Random(k), f"p{k}-")
+        context = " ".join(r["context"] for r in group)
+        for i, row in enumerate(group):
+            shift = sum(len(r["context"]) + 1 for r in group[:i])
+            rows.append({**row, "context": context, "answers": {
+                "text": row["answers"]["text"], "answer_start": [row["answers"]["answer_start"][0] + shift]}})
+    write_jsonl(tmp_path / "train.jsonl", rows)
+    out = tmp_path / "out"
+    proc = run_recipe(TASK, "--model_name_or_path", tiny_model, "--train_file", tmp_path / "train.jsonl", "--do_train",
+                      "--do_eval", "--validation_split_percentage", "25", "--max_steps", "1", "--output_dir", out, *FAST)
+    assert "answer_start does not match" not in proc.stderr
+    held_out = set(read_json(out / "validation_predictions.json"))
+    passages = {row["id"].split("-")[0] for row in rows if row["id"] in held_out}
+    assert len(passages) == 2 and held_out == {r["id"] for r in rows if r["id"].split("-")[0] in passages}
+    assert read_json(out / "all_results.json")["train_samples"] == 18  # one window per training question
+
+
 def test_answer_start_mismatches_are_reported_and_not_trained_on(tiny_model, tmp_path):
     rows = demo.qa_rows(20, random.Random(4), "m-")
     for row in rows[:3]:
