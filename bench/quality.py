@@ -32,6 +32,7 @@ TASKS = {
     "conll2003": ("ner", {"predict_f1": "test entity F1", "eval_f1": "dev entity F1"}),
     "squad": ("qa", {"eval_f1": "dev F1", "eval_exact_match": "dev EM"}),
 }
+IN_POINTS = {"squad"}  # tasks whose metrics come in points already (the official SQuAD script's scale)
 RUNS = {name: TASKS[name.split("_")[0]] for name in
         ("sst2", "sst2_hf_defaults", "rte", "rte_hf_defaults", "conll2003", "conll2003_hf_defaults",
          "squad", "squad_hf_defaults", "squad_run_qa_defaults")}
@@ -62,7 +63,7 @@ def summary(runs) -> str:
     lines = ["# Quality over seeds", "",
              "Written by `python bench/quality.py NAME --seeds ...` from bench/quality_runs.jsonl (one line per "
              "finished run). Mean ± standard deviation over the seeds, then the lowest and highest; scores in "
-             "points (x100). Wall time: mean minutes per run, with the machine's 1-minute load average when "
+             "points (x100; SQuAD's come in points). Wall time: mean minutes per run, with the machine's 1-minute load average when "
              "the runs started and ended (2 cores: a load above 2 means other work shared them). A config's "
              "version in brackets is a hash of its settings (`config_version` in bench/quality.py): an edited "
              "config's runs get a row of their own.", ""]
@@ -73,8 +74,9 @@ def summary(runs) -> str:
         titles = list(reported.values())
         lines += [f"## {task}", "", "| config | flags | seeds | " + " | ".join(titles) +
                   " | wall time | load | machine | dates |", "|---|---|---|" + "---|" * len(titles) + "---|---|---|---|"]
+        scale = 1 if task in IN_POINTS else 100
         for (name, config, overrides, _), group in rows:
-            scores = [_spread([100 * r["metrics"][key] for r in group if key in r["metrics"]]) for key in reported]
+            scores = [_spread([scale * r["metrics"][key] for r in group if key in r["metrics"]]) for key in reported]
             walls = [r["wall_minutes"] for r in group]
             loads = [r[k] for r in group for k in ("load_before", "load_after") if r[k] is not None]
             dates = sorted(r["date"][:10] for r in group)
