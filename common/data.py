@@ -100,7 +100,9 @@ def load(cfg, conll: Optional[ConllColumns] = None, named=None, readers=None, he
                         f"(--validation_file \"\" clears a config file's)")
     if percentage and TRAIN in raw.splits:
         column = held_out_by if data.validation_split_by is None else data.validation_split_by
-        raw.splits[TRAIN], raw.splits["validation"] = _hold_out(raw, percentage, column, training.seed)
+        cause = f"--validation_split_by {column}" if column == data.validation_split_by else (
+            f"--validation_split_percentage {percentage} holds out whole groups of '{column}' here")
+        raw.splits[TRAIN], raw.splits["validation"] = _hold_out(raw, percentage, column, cause, training.seed)
         by = f" (whole groups of {column})" if column else ""
         raw.sources["validation"] = f"{percentage}% of {raw.sources[TRAIN]}{by}"
         raw.splits = DatasetDict({k: raw.splits[k] for k in [TRAIN, "validation", TEST] if k in raw.splits})
@@ -115,7 +117,7 @@ def load(cfg, conll: Optional[ConllColumns] = None, named=None, readers=None, he
     return raw
 
 
-def _hold_out(raw: RawData, percentage: int, column: Optional[str], seed: int):
+def _hold_out(raw: RawData, percentage: int, column: Optional[str], cause: str, seed: int):
     """Train's rows split into (kept, held out), about percentage% held out. With a column, rows sharing its
     value fall on one side together: a random row split of SQuAD would score questions on passages the
     trials trained on, and so favour settings that memorise."""
@@ -124,8 +126,8 @@ def _hold_out(raw: RawData, percentage: int, column: Optional[str], seed: int):
         parts = train.train_test_split(test_size=percentage / 100, seed=seed)
         return parts["train"], parts["test"]
     if column not in train.column_names:
-        raise UserError(f"--validation_split_by {column}: {raw.sources[TRAIN]} has no column '{column}'; "
-                        f"columns there: {', '.join(train.column_names)} ('' splits rows at random)")
+        raise UserError(f"{cause}, but {raw.sources[TRAIN]} has no column '{column}' (columns: "
+                        f"{', '.join(train.column_names)}): name one with --validation_split_by, or '' for random rows")
     values = [str(value) for value in train[column]]
     sizes = collections.Counter(values)
     groups = list(sizes)  # in order of first appearance, then shuffled with the run's seed
@@ -137,8 +139,8 @@ def _hold_out(raw: RawData, percentage: int, column: Optional[str], seed: int):
         held.add(group)
         count += sizes[group]
     if not held:
-        raise UserError(f"--validation_split_by {column}: {raw.sources[TRAIN]} has {len(groups)} distinct "
-                        f"value(s) there, too few to hold out {percentage}% in whole groups")
+        raise UserError(f"{cause}, but {raw.sources[TRAIN]} has {len(groups)} distinct value(s) there: too few "
+                        f"to hold out {percentage}% in whole groups (--validation_split_by '' splits rows at random)")
     kept = [i for i, value in enumerate(values) if value not in held]
     return train.select(kept), train.select([i for i, value in enumerate(values) if value in held])
 

@@ -146,8 +146,8 @@ def test_validation_split_by_holds_out_whole_groups(tmp_path):
     assert set(other.splits["validation"]["doc"]) != held
     randomly = data.load(_cfg(tmp_path, *train, "--validation_split_by", ""))  # '' splits rows at random
     assert set(randomly.splits["train"]["doc"]) & set(randomly.splits["validation"]["doc"])
-    with pytest.raises(UserError, match=r"--validation_split_by title: .*t.csv has no column 'title'; "
-                                        r"columns there: text, label, doc"):
+    with pytest.raises(UserError, match=r"--validation_split_by title, but .*t.csv has no column 'title' "
+                                        r"\(columns: text, label, doc\): name one with --validation_split_by"):
         data.load(_cfg(tmp_path, *train, "--validation_split_by", "title"))
     with pytest.raises(UserError, match="has 1 distinct value"):
         data.load(_cfg(tmp_path, *train, "--validation_split_by", "label"))

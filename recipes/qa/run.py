@@ -57,7 +57,8 @@ def main():
 
     # Data: checked before anything is written. Answers whose answer_start misses their text are reported
     # and left out of training. Unnamed columns are found.
-    raw = data.load(cfg, held_out_by="context")  # a held-out question's passage is never trained on
+    # A held-out question's passage is never trained on (--validation_split_percentage keeps passages whole).
+    raw = data.load(cfg, held_out_by=data_args.context_column_name or "context")
     question, context, answers = squad.detect_columns(raw, data_args)
     raw.require_columns({question: "question_column_name", context: "context_column_name",
                          answers: "answer_column_name"}, optional_in_test=[answers])
