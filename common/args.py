@@ -22,6 +22,7 @@ from transformers import HfArgumentParser, TrainingArguments, set_seed
 
 from common import artifacts, checkpoints
 from common.errors import UserError
+from common.techniques import learning_rates, reinit, weight_averaging
 
 CONFIG_EXTENSIONS = (".yaml", ".yml", ".json")
 RESOLVED_CONFIG_NAME = "run_config.yaml"
@@ -302,9 +303,20 @@ def parse(data_class=DataArguments, argv=None, defaults=None, lora_learning_rate
     except ValueError as err:
         raise UserError(f"training arguments: {str(err).splitlines()[0]}") from None
     checkpoints.resolve_resume(training)  # 'auto' becomes a checkpoint path, or None: nothing to resume
+    _check_flag_values(model, run, training)  # before the data is read: a bad value costs no tokenization
     _check_output_dir(run, training)
     set_seed(training.seed)  # before the model exists, so its new head starts the same every run
     return Config(model, data, run, training)
+
+
+def _check_flag_values(model, run, training):
+    if run.hpo_trials < 0:
+        raise UserError(f"--hpo_trials {run.hpo_trials}: give a number of trials (0: no search)")
+    if run.hpo_runs_per_trial < 1:
+        raise UserError(f"--hpo_runs_per_trial {run.hpo_runs_per_trial}: give 1 or more runs per trial")
+    learning_rates.check_flags(run)
+    reinit.check_flags(model, training.do_train)
+    weight_averaging.check_flags(run, training)
 
 
 def _optional_booleans(classes) -> set:

@@ -18,7 +18,7 @@ from common import artifacts, modeling, reports, search
 from common import data
 from common.data import TEST, TRAIN
 from common.errors import DivergedLoss, UserError
-from common.techniques import imbalance, learning_rates, reinit, stalled_loss, weight_averaging
+from common.techniques import imbalance, learning_rates, stalled_loss, weight_averaging
 
 logger = logging.getLogger(__name__)
 
@@ -146,10 +146,6 @@ def _training_split(cfg, encoded, compute_loss_func):
 def _check_search(cfg, has_eval):
     """A search needs training and an evaluation set; without an evaluation strategy it evaluates every
     epoch. Returns cfg, with that strategy where it was not given."""
-    if cfg.run.hpo_trials < 0:
-        raise UserError(f"--hpo_trials {cfg.run.hpo_trials}: give a number of trials (0: no search)")
-    if cfg.run.hpo_runs_per_trial < 1:
-        raise UserError(f"--hpo_runs_per_trial {cfg.run.hpo_runs_per_trial}: give 1 or more runs per trial")
     if not cfg.training.do_train or not has_eval:
         raise UserError("--hpo_trials needs --do_train and an evaluation set (--validation_file, or "
                         "--validation_split_percentage to hold out part of train)")
@@ -166,11 +162,8 @@ def run(trainers: TrainerFactory, cfg, raw, encoded, write_predictions=None, usa
     artifacts. write_predictions(split, prediction_output, raw_split, output_dir) writes a split's files;
     usage(model_dir) -> the model card's "Use it" code (the task's; default: the model class).
     Everything is checked before anything is written."""
-    has_eval = bool(data.eval_names(encoded))
-    learning_rates.check_flags(cfg.run)
-    reinit.check_flags(cfg.model, cfg.training.do_train)
+    has_eval = bool(data.eval_names(encoded))  # flags' own values: checked by args.parse
     _configure_model_selection(cfg, trainers.main_metric, has_eval)
-    weight_averaging.check_flags(cfg.run, cfg.training)  # after the above: early stopping loads the best
     _training_split(cfg, encoded, trainers.compute_loss_func)  # its flag checks
     search_results = {}
     if cfg.run.hpo_trials:

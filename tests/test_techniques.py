@@ -7,6 +7,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, pipeline
 
 from common import args, modeling, training
+from common.errors import UserError
 from common.techniques import imbalance, learning_rates
 from conftest import FAST, read_json, read_jsonl, run_recipe, write_jsonl
 
@@ -199,3 +200,18 @@ def test_bad_technique_flags_fail_in_one_line(tiny_model, sentiment, demo_data, 
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error:") and message in last, last
     assert not (tmp_path / "out" / "all_results.json").exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--reinit_top_layers", "-1"], "--reinit_top_layers -1: give how many"),
+    (["--layerwise_lr_decay", "0"], "--layerwise_lr_decay 0.0: give a factor"),
+    (["--average_last_epochs", "2", "--load_best_model_at_end", "--eval_strategy", "epoch", "--save_strategy",
+      "epoch"], "--average_last_epochs with --load_best_model_at_end"),
+    (["--hpo_trials", "2", "--hpo_runs_per_trial", "0"], "--hpo_runs_per_trial 0: give 1 or more"),
+])
+def test_technique_flags_are_checked_before_the_data_is_read(tmp_path, flags, message):
+    """args.parse stops a bad flag, so no run tokenizes a large training file only to refuse its flags."""
+    argv = ["--train_file", str(tmp_path / "never_read.csv"), "--do_train", "--output_dir", str(tmp_path / "out")]
+    with pytest.raises(UserError, match=message):
+        args.parse(argv=argv + flags)
+    assert not (tmp_path / "out").exists()

@@ -26,7 +26,7 @@ def check_flags(run_args, training):
     if not training.do_train:
         raise UserError("--average_last_epochs averages the weights a training run passes through: it needs "
                         "--do_train")
-    if training.load_best_model_at_end:
+    if training.load_best_model_at_end or run_args.early_stopping_patience:  # the latter sets the former, later
         cause = "--early_stopping_patience" if run_args.early_stopping_patience else "--load_best_model_at_end"
         raise UserError(f"--average_last_epochs with {cause}: both choose the final weights; drop one of the two")
     if training.deepspeed or training.fsdp:
