@@ -20,7 +20,13 @@ and are scored on the held-out part, never on the dev or test sets bench/quality
 whole passages (the QA recipe's --validation_split_by context): no trial is scored on a passage it trained on. The study is
 resumable (bench/out/choose_<name>/hpo.db: the same command continues it, a larger --trials grows it).
 Each trial's line goes to bench/search/<name>.log; trials.csv and best_run.json are copied to
-bench/search/<name>[_<K>seeds]_trials.csv and _best_run.json, which hold the chosen settings.
+bench/search/<name>[_<K>seeds|_<K>folds]_trials.csv and _best_run.json, which hold the chosen settings.
+
+--folds K scores each trial by K-fold cross-validation of the whole training file instead of one held-out
+part (the recipe's --hpo_folds; SQuAD's folds keep passages whole): every training row is scored once, by a
+model that did not train on it. Its study is bench/out/choose_<name>_<K>folds.
+
+    python bench/choose.py rte --folds 5 --trials 2 --try_first rte_hf_defaults rte
 """
 import argparse
 import os
@@ -66,18 +72,22 @@ if __name__ == "__main__":
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--held_out", type=int, default=20, help="%% of the training file scored by the trials")
     parser.add_argument("--runs_per_trial", type=int, default=1, help="seeds per trial; the trial scores their mean")
+    parser.add_argument("--folds", type=int, default=0, help="score each trial on K folds of train (0: one held-out part)")
     parser.add_argument("--try_first", metavar="NAME", nargs="+", default=[],
                         help="queue bench/configs/NAME.yaml's settings (or KEY=VALUE,...) as trials")
     parser.add_argument("--space", metavar="NAME", help="search bench/configs/NAME_space.yaml (default: NAME's)")
     known, overrides = parser.parse_known_args()
     space = known.space or known.name
-    study = space + (f"_{known.runs_per_trial}seeds" if known.runs_per_trial > 1 else "")
+    study = space + (f"_{known.runs_per_trial}seeds" if known.runs_per_trial > 1 else "") + (
+        f"_{known.folds}folds" if known.folds else "")
+    held_out = (["--hpo_folds", str(known.folds), "--do_eval", "false"] if known.folds
+                else ["--validation_split_percentage", str(known.held_out)])
     out = f"bench/out/choose_{study}"  # relative to the repository root, where the recipe runs
     for name in known.try_first:
         enqueue(name, f"bench/configs/{space}_space.yaml", f"sqlite:///{ROOT / out}/hpo.db")
     command = [sys.executable, f"recipes/{RECIPES[known.name]}/run.py", f"bench/configs/{known.name}.yaml",
                "--validation_file", "", "--do_predict", "false",
-               "--validation_split_percentage", str(known.held_out),
+               *held_out,
                "--hpo_trials", str(known.trials), "--hpo_space", f"bench/configs/{space}_space.yaml",
                "--hpo_storage", f"sqlite:///{out}/hpo.db", "--hpo_seed", "0", "--hpo_train_best", "false",
                "--hpo_runs_per_trial", str(known.runs_per_trial),

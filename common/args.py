@@ -225,6 +225,12 @@ class RunArguments:
                                      "is their mean. On small data a seed moves the score as much as the "
                                      "settings do, and one run per trial cannot rank them. The pruner sees the "
                                      "first run.", **TRAINING_ONLY})
+    hpo_folds: int = field(
+        default=0, metadata={"help": "Score each trial by K-fold cross-validation of the training split: K runs, "
+                                     "run i trained on the other folds and scored on fold i; its value is their "
+                                     "mean. Folds keep --validation_split_by's groups whole (QA: passages). "
+                                     "Evaluation data, if given, is left to the best settings' run.",
+                                     **TRAINING_ONLY})
     hpo_timeout: Optional[float] = field(
         default=None, metadata={"help": "Stop starting trials after this many seconds.", **TRAINING_ONLY})
     hpo_seed: Optional[int] = field(
@@ -303,20 +309,42 @@ def parse(data_class=DataArguments, argv=None, defaults=None, lora_learning_rate
     except ValueError as err:
         raise UserError(f"training arguments: {str(err).splitlines()[0]}") from None
     checkpoints.resolve_resume(training)  # 'auto' becomes a checkpoint path, or None: nothing to resume
-    _check_flag_values(model, run, training)  # before the data is read: a bad value costs no tokenization
+    _check_flag_values(model, data, run, training)  # before the data is read: a bad value costs no tokenization
     _check_output_dir(run, training)
     set_seed(training.seed)  # before the model exists, so its new head starts the same every run
     return Config(model, data, run, training)
 
 
-def _check_flag_values(model, run, training):
+def _check_flag_values(model, data, run, training):
     if run.hpo_trials < 0:
         raise UserError(f"--hpo_trials {run.hpo_trials}: give a number of trials (0: no search)")
     if run.hpo_runs_per_trial < 1:
         raise UserError(f"--hpo_runs_per_trial {run.hpo_runs_per_trial}: give 1 or more runs per trial")
+    if run.hpo_folds:
+        _check_folds(data, run)
     learning_rates.check_flags(run)
     reinit.check_flags(model, training.do_train)
     weight_averaging.check_flags(run, training)
+
+
+def _check_folds(data, run):
+    folds = run.hpo_folds
+    if folds < 2:
+        raise UserError(f"--hpo_folds {folds}: give 2 or more folds (0: score trials on the evaluation set)")
+    if not run.hpo_trials:
+        raise UserError(f"--hpo_folds {folds} scores a search's trials: give --hpo_trials too")
+    if run.hpo_runs_per_trial > 1:
+        raise UserError(f"--hpo_folds {folds} with --hpo_runs_per_trial {run.hpo_runs_per_trial}: each fold is one "
+                        f"of the trial's runs already; drop --hpo_runs_per_trial")
+    if data.validation_split_percentage:
+        raise UserError(f"--hpo_folds {folds} with --validation_split_percentage {data.validation_split_percentage}: "
+                        f"the folds hold out all of train in turn; drop --validation_split_percentage")
+    if run.early_stopping_patience:
+        raise UserError(f"--hpo_folds {folds} with --early_stopping_patience: the folds choose the epochs, and the "
+                        f"best settings' run trains to the end; drop --early_stopping_patience")
+    if data.augment:
+        raise UserError(f"--hpo_folds {folds} with --augment: a fold would train without the augmented copies "
+                        f"(they are made for the training split only); drop one of the two")
 
 
 def _optional_booleans(classes) -> set:

@@ -27,6 +27,7 @@ from common.errors import UserError
 FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 CONLL_EXTENSIONS = (".conll", ".txt")  # read only by recipes that pass `conll` (word-level tagging)
 TRAIN, TEST = "train", "test"
+FOLD = "fold_"  # fold_0, fold_1, ...: train's rows in --hpo_folds parts, scored only by a search's trials
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +61,13 @@ class RawData:
 
 
 def eval_names(splits) -> list:
-    """The evaluation splits of a (raw or encoded) DatasetDict, in order: all but train and test."""
-    return [name for name in splits if name not in (TRAIN, TEST)]
+    """The evaluation splits of a (raw or encoded) DatasetDict, in order: all but train, test and the folds."""
+    return [name for name in splits if name not in (TRAIN, TEST) and not name.startswith(FOLD)]
+
+
+def fold_names(splits) -> list:
+    """The --hpo_folds splits, in order (none without the flag)."""
+    return [name for name in splits if name.startswith(FOLD)]
 
 
 class ConllColumns(NamedTuple):
@@ -87,9 +93,10 @@ def load(cfg, conll: Optional[ConllColumns] = None, named=None, readers=None, he
     percentage = data.validation_split_percentage
     if percentage is not None and not 0 < percentage < 100:
         raise UserError(f"--validation_split_percentage must be between 1 and 99, got {percentage}")
-    if data.validation_split_by and not percentage:
+    folds = cfg.run.hpo_folds
+    if data.validation_split_by and not (percentage or folds):
         raise UserError(f"--validation_split_by {data.validation_split_by} chooses how "
-                        "--validation_split_percentage holds out rows: give that too")
+                        "--validation_split_percentage (or --hpo_folds) holds out rows: give that too")
     with training.main_process_first(desc="loading data"):
         raw = (named and named(data)) or (
             _load_hub(data, cfg.model.token) if data.dataset_name else _load_files(data, conll, readers))
@@ -98,15 +105,16 @@ def load(cfg, conll: Optional[ConllColumns] = None, named=None, readers=None, he
         raise UserError(f"--validation_split_percentage {percentage} holds out part of train, but evaluation data "
                         f"is given ({raw.sources[raw.eval_names[0]]}); drop one of them "
                         f"(--validation_file \"\" clears a config file's)")
+    column = held_out_by if data.validation_split_by is None else data.validation_split_by
+    flag = f"--validation_split_percentage {percentage}" if percentage else f"--hpo_folds {folds}"
+    cause = f"--validation_split_by {column}" if column == data.validation_split_by else (
+        f"{flag} holds out whole groups of '{column}' here")
     if percentage and TRAIN in raw.splits:
-        column = held_out_by if data.validation_split_by is None else data.validation_split_by
-        cause = f"--validation_split_by {column}" if column == data.validation_split_by else (
-            f"--validation_split_percentage {percentage} holds out whole groups of '{column}' here")
         raw.splits[TRAIN], raw.splits["validation"] = _hold_out(raw, percentage, column, cause, training.seed)
         by = f" (whole groups of {column})" if column else ""
         raw.sources["validation"] = f"{percentage}% of {raw.sources[TRAIN]}{by}"
         raw.splits = DatasetDict({k: raw.splits[k] for k in [TRAIN, "validation", TEST] if k in raw.splits})
-    _check_needed_splits(raw, training)
+    _check_needed_splits(raw, training, folds)
     if data.shuffle_train_dataset and TRAIN in raw.splits:  # before the limit, so it takes a random sample
         raw.splits[TRAIN] = raw.splits[TRAIN].shuffle(seed=data.shuffle_seed)
     limits = {TRAIN: data.max_train_samples, TEST: data.max_predict_samples}
@@ -114,6 +122,10 @@ def load(cfg, conll: Optional[ConllColumns] = None, named=None, readers=None, he
         limit = limits.get(name, data.max_eval_samples)
         if limit is not None and limit < len(ds):
             raw.splits[name] = ds.select(range(limit))
+    if folds and TRAIN in raw.splits:  # after the limit: the folds are the rows a run would train on
+        for i, rows in enumerate(_folds(raw, folds, column, cause, training.seed)):
+            raw.splits[f"{FOLD}{i}"] = raw.splits[TRAIN].select(rows)
+            raw.sources[f"{FOLD}{i}"] = f"fold {i + 1} of {folds} of {raw.sources[TRAIN]}"
     return raw
 
 
@@ -125,13 +137,8 @@ def _hold_out(raw: RawData, percentage: int, column: Optional[str], cause: str, 
     if not column:
         parts = train.train_test_split(test_size=percentage / 100, seed=seed)
         return parts["train"], parts["test"]
-    if column not in train.column_names:
-        raise UserError(f"{cause}, but {raw.sources[TRAIN]} has no column '{column}' (columns: "
-                        f"{', '.join(train.column_names)}): name one with --validation_split_by, or '' for random rows")
-    values = [str(value) for value in train[column]]
+    values, groups = _groups(raw, column, cause, seed)
     sizes = collections.Counter(values)
-    groups = list(sizes)  # in order of first appearance, then shuffled with the run's seed
-    random.Random(seed).shuffle(groups)
     held, count = set(), 0
     for group in groups[:-1]:  # at least one group stays for training
         if count >= len(values) * percentage / 100:
@@ -143,6 +150,42 @@ def _hold_out(raw: RawData, percentage: int, column: Optional[str], cause: str, 
                         f"to hold out {percentage}% in whole groups (--validation_split_by '' splits rows at random)")
     kept = [i for i, value in enumerate(values) if value not in held]
     return train.select(kept), train.select([i for i, value in enumerate(values) if value in held])
+
+
+def _folds(raw: RawData, count: int, column: Optional[str], cause: str, seed: int) -> list:
+    """Train's row indices in `count` folds of about equal size; with a column, rows sharing its value fall in
+    one fold together (as in _hold_out), each group going to the smallest fold so far."""
+    if not column:
+        rows = list(range(len(raw.splits[TRAIN])))
+        if len(rows) < count:
+            raise UserError(f"--hpo_folds {count}: {raw.sources[TRAIN]} has {len(rows)} training row(s); give "
+                            f"fewer folds")
+        random.Random(seed).shuffle(rows)
+        return [sorted(rows[i::count]) for i in range(count)]
+    values, groups = _groups(raw, column, cause, seed)
+    if len(groups) < count:
+        raise UserError(f"{cause}, but {raw.sources[TRAIN]} has {len(groups)} distinct value(s) there: too few "
+                        f"for {count} folds (--validation_split_by '' splits rows at random)")
+    sizes, fold_of, filled = collections.Counter(values), {}, [0] * count
+    for group in groups:
+        fold_of[group] = smallest = filled.index(min(filled))
+        filled[smallest] += sizes[group]
+    folds = [[] for _ in range(count)]
+    for i, value in enumerate(values):
+        folds[fold_of[value]].append(i)
+    return folds
+
+
+def _groups(raw: RawData, column: str, cause: str, seed: int):
+    """Train's values of the column (as strings) and its distinct values, shuffled with the run's seed."""
+    train = raw.splits[TRAIN]
+    if column not in train.column_names:
+        raise UserError(f"{cause}, but {raw.sources[TRAIN]} has no column '{column}' (columns: "
+                        f"{', '.join(train.column_names)}): name one with --validation_split_by, or '' for random rows")
+    values = [str(value) for value in train[column]]
+    groups = list(dict.fromkeys(values))  # in order of first appearance, then shuffled
+    random.Random(seed).shuffle(groups)
+    return values, groups
 
 
 def _remove(raw: RawData, data):
@@ -353,12 +396,12 @@ def _root_cause(err):
     return err
 
 
-def _check_needed_splits(raw: RawData, training):
+def _check_needed_splits(raw: RawData, training, folds=0):
     needs = [(training.do_train, TRAIN, "--train_file"), (training.do_predict, TEST, "--test_file")]
     for needed, split, flag in needs:
         if needed and split not in raw.splits:
             raise UserError(f"--do_{'train' if split == TRAIN else 'predict'} needs a {split} split: pass {flag}")
-    if training.do_eval and not raw.eval_names:
+    if training.do_eval and not raw.eval_names and not folds:  # the folds are a search's evaluation data
         raise UserError("--do_eval needs evaluation data: pass --validation_file, "
                         "or --validation_split_percentage to hold out part of train")
     for name, ds in raw.splits.items():

@@ -60,6 +60,7 @@ FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 BEST_RUN, TRIALS, HISTORY_PLOT, IMPORTANCE_PLOT = "best_run.json", "trials.csv", "hpo_history.png", "hpo_importances.png"
 BEST_MODEL_ATTR = "best_model"  # study user attribute: which trial is trained as the best, on which host, where
 RUNS_ATTR = "runs_per_trial"  # study user attribute: --hpo_runs_per_trial, the same for all its trials
+FOLDS_ATTR = "folds"  # study user attribute: --hpo_folds (0: scored on the evaluation set), the same for all
 LOWER_IS_BETTER = ("loss", "error", "mse", "mae", "rmse", "perplexity")
 
 
@@ -210,6 +211,8 @@ class Search:
         self.url = cfg.run.hpo_storage or f"sqlite:///{os.path.abspath(self.output_dir)}/hpo.db"
         self.heartbeat = not _is_journal(self.url)  # RDB storages tell live trials from those of a dead worker
         self.mine, self.started = set(), time.time()
+        self.folds = cfg.run.hpo_folds
+        self.runs = self.folds or cfg.run.hpo_runs_per_trial  # a trial's training runs: one per fold, or per seed
 
     # ---- the study ----
     def open_study(self) -> optuna.Study:
@@ -274,14 +277,15 @@ class Search:
             raise UserError(f"--hpo_study_name {study.study_name}: the study's trials searched "
                             f"{sorted(other.params)}, this space searches {sorted(self.space.spec)}; choose a new "
                             f"--hpo_study_name (or --hpo_storage) for a different space")
-        runs, recorded = self.run_args.hpo_runs_per_trial, study.user_attrs.get(RUNS_ATTR)
-        if recorded is None and finished:
-            recorded = 1  # a study from before the setting
-        if recorded is None:
-            study.set_user_attr(RUNS_ATTR, runs)
-        elif recorded != runs:
-            raise UserError(f"--hpo_runs_per_trial {runs}: study '{study.study_name}' trained {recorded} run(s) per "
-                            f"trial; give --hpo_runs_per_trial {recorded}, or a new --hpo_study_name")
+        for attr, flag, legacy in ((RUNS_ATTR, "hpo_runs_per_trial", 1), (FOLDS_ATTR, "hpo_folds", 0)):
+            given, recorded = getattr(self.run_args, flag), study.user_attrs.get(attr)
+            if recorded is None and finished:
+                recorded = legacy  # a study from before the setting
+            if recorded is None:
+                study.set_user_attr(attr, given)
+            elif recorded != given:
+                raise UserError(f"--{flag} {given}: study '{study.study_name}' was searched with --{flag} "
+                                f"{recorded}; give that, or a new --hpo_study_name")
 
     # ---- the loop ----
     def run(self) -> Outcome:
@@ -361,11 +365,12 @@ class Search:
         return self._outcome(*_broadcast(None))
 
     def _train_trial(self, number, params, trial) -> float:
-        """The trial's runs, one per seed (--hpo_runs_per_trial); its value is the mean of their best
-        evaluations. Only the first run reports to the pruner: a later run's steps would repeat its steps."""
+        """The trial's runs, one per fold (--hpo_folds) or per seed (--hpo_runs_per_trial); its value is the
+        mean of their best evaluations. Only the first run reports to the pruner: a later run's steps would
+        repeat its steps."""
         started, outcome, bests = time.time(), "failed", []
         try:
-            for run in range(self.run_args.hpo_runs_per_trial):
+            for run in range(self.runs):
                 reporter = TrialReporter(self.objective, trial if run == 0 else None, self.world_size)
                 self._train_run(number, run, params, reporter)
                 if reporter.best is None:
@@ -385,10 +390,12 @@ class Search:
         return statistics.mean(bests)
 
     def _train_run(self, number, run, params, reporter):
-        suffix = f"-seed{run}" if self.run_args.hpo_runs_per_trial > 1 else ""
+        suffix = "" if self.runs == 1 else f"-fold{run}" if self.folds else f"-seed{run}"
         run_dir = os.path.join(self.output_dir, f"run-{number}{suffix}")  # its checkpoints, removed after it
+        seed = self.cfg.training.seed + (0 if self.folds else run)  # folds differ in data, seeds in the draw
         try:
-            self.train(apply(self.cfg, params, output_dir=run_dir, seed=self.cfg.training.seed + run), [reporter])
+            trial_cfg = apply(self.cfg, params, output_dir=run_dir, seed=seed)
+            self.train(trial_cfg, [reporter], **({"fold": run} if self.folds else {}))
         finally:
             if self.main_process:
                 shutil.rmtree(run_dir, ignore_errors=True)
@@ -398,8 +405,8 @@ class Search:
 
     def _trial_ended(self, trial, outcome, bests, seconds):
         trial.set_user_attr("seconds", round(seconds, 1))
-        if self.run_args.hpo_runs_per_trial > 1:
-            trial.set_user_attr("run_values", bests)  # one per seed: the spread behind the mean
+        if self.runs > 1:
+            trial.set_user_attr("run_values", bests)  # one per fold or seed: the spread behind the mean
         rss = _resident_memory_mb()
         if rss is not None:
             trial.set_user_attr("rss_mb", rss)
@@ -409,7 +416,7 @@ class Search:
         params = ", ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
         value = "" if not bests else f" {self.objective.metric}={statistics.mean(bests):.4f}"
         if len(bests) > 1:
-            value += f" ± {statistics.stdev(bests):.4f} over {len(bests)} seeds"
+            value += f" ± {statistics.stdev(bests):.4f} over {len(bests)} {'folds' if self.folds else 'seeds'}"
         print(f"search: trial {trial.number} {outcome} in {seconds:.0f}s{value} | {params} [{done}/{wanted} trials]",
               flush=True)
 
@@ -499,7 +506,8 @@ def write_reports(study, objective, output_dir, seconds) -> optuna.trial.FrozenT
         "trial": best.number, "metric": objective.metric, "value": best.value,
         "direction": "maximize" if objective.maximize else "minimize", "params": best.params,
         "trials": {state: states.count(state) for state in sorted(set(states))},
-        "runs_per_trial": study.user_attrs.get(RUNS_ATTR, 1), "run_values": best.user_attrs.get("run_values"),
+        "runs_per_trial": study.user_attrs.get(RUNS_ATTR, 1), "folds": study.user_attrs.get(FOLDS_ATTR, 0),
+        "run_values": best.user_attrs.get("run_values"),
         "study_name": study.study_name, "search_seconds": round(seconds, 1)})
     return best
 

@@ -9,6 +9,7 @@ import math
 import os
 from typing import Callable, Optional
 
+import datasets
 from torch.utils.data import SequentialSampler
 from transformers import EarlyStoppingCallback, Trainer, set_seed
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy
@@ -111,8 +112,14 @@ class TrainerFactory:
     main_metric: tuple
     compute_loss_func: Optional[Callable] = None
 
-    def build(self, cfg, callbacks=()) -> "RecipeTrainer":
-        eval_names = data.eval_names(self.encoded)
+    def build(self, cfg, callbacks=(), fold=None) -> "RecipeTrainer":
+        """The run's Trainer; with fold=i (a --hpo_folds trial's run i), trained on the other folds and
+        scored on fold i."""
+        eval_names, train = data.eval_names(self.encoded), self.encoded.get(TRAIN)
+        if fold is not None:
+            folds = data.fold_names(self.encoded)
+            eval_names = [folds[fold]]
+            train = datasets.concatenate_datasets([self.encoded[name] for name in folds if name != folds[fold]])
         if cfg.run.early_stopping_patience:
             callbacks = [*callbacks, EarlyStoppingCallback(cfg.run.early_stopping_patience)]
         callbacks = [*callbacks, *stalled_loss.callbacks_for(cfg.model)]  # one line if LoRA/frozen hardly learned
@@ -120,15 +127,15 @@ class TrainerFactory:
         set_seed(cfg.training.seed)  # the new head starts the same in every run: a trial and its retraining alike
         trainer = RecipeTrainer(
             model=self.make_model(cfg.model), args=cfg.training, processing_class=self.tokenizer,
-            data_collator=self.collator, train_dataset=_training_split(cfg, self.encoded, self.compute_loss_func),
+            data_collator=self.collator, train_dataset=_training_split(cfg, train, self.compute_loss_func),
             eval_dataset=self.encoded[eval_names[0]] if eval_names else None,  # the first set picks checkpoints
             compute_loss_func=self.compute_loss_func, callbacks=list(callbacks),
             score=self.compute_metrics, eval_split=eval_names[0] if eval_names else None, run_args=cfg.run)
         return trainer
 
 
-def _training_split(cfg, encoded, compute_loss_func):
-    """The training split, oversampled under --oversample; the imbalance flags checked against the recipe."""
+def _training_split(cfg, train, compute_loss_func):
+    """The encoded training rows, oversampled under --oversample; the imbalance flags checked against the recipe."""
     if not cfg.training.do_train:
         return None
     for flag in ("class_weights", "focal_gamma"):
@@ -136,11 +143,11 @@ def _training_split(cfg, encoded, compute_loss_func):
             raise UserError(f"--{flag}: this recipe has no class-weighted or focal loss (it gives the Trainer "
                             f"no loss function of its own); drop the flag")
     if not cfg.run.oversample:
-        return encoded[TRAIN]
+        return train
     label_column = (cfg.training.label_names or ["labels"])[0]
-    if label_column not in encoded[TRAIN].column_names:
+    if label_column not in train.column_names:
         raise UserError("--oversample: this recipe's training examples have no class label to balance")
-    return imbalance.oversampled(encoded[TRAIN], label_column, cfg.training.seed)
+    return imbalance.oversampled(train, label_column, cfg.training.seed)
 
 
 def _check_search(cfg, has_eval):
@@ -164,10 +171,10 @@ def run(trainers: TrainerFactory, cfg, raw, encoded, write_predictions=None, usa
     Everything is checked before anything is written."""
     has_eval = bool(data.eval_names(encoded))  # flags' own values: checked by args.parse
     _configure_model_selection(cfg, trainers.main_metric, has_eval)
-    _training_split(cfg, encoded, trainers.compute_loss_func)  # its flag checks
+    _training_split(cfg, encoded.get(TRAIN), trainers.compute_loss_func)  # its flag checks
     search_results = {}
     if cfg.run.hpo_trials:
-        cfg = _check_search(cfg, has_eval)
+        cfg = _check_search(cfg, has_eval or bool(data.fold_names(encoded)))
         searcher = search.Search(cfg, train=functools.partial(_train_trial, trainers))
         if searcher.main_process:
             searcher.open_study()  # a storage that cannot be reached stops the run here
@@ -177,15 +184,21 @@ def run(trainers: TrainerFactory, cfg, raw, encoded, write_predictions=None, usa
         outcome = searcher.run()
         if not outcome.train_best:
             return
+        searched = cfg.training
         cfg, search_results = outcome.best_cfg, dict(hpo_best_trial=outcome.best_trial.number,
                                                       hpo_trials=cfg.run.hpo_trials)
+        if cfg.run.hpo_folds:  # chosen on folds: the run trains to the end; evaluation data only reports
+            cfg = cfg._replace(training=dataclasses.replace(
+                cfg.training, load_best_model_at_end=False, save_strategy=searched.save_strategy,
+                save_steps=searched.save_steps, eval_strategy=cfg.training.eval_strategy if has_eval else "no"))
     run_once(trainers.build(cfg), cfg, raw, encoded, write_predictions, search_results, usage)
 
 
-def _train_trial(trainers, trial_cfg, callbacks):
-    """A search trial's training run. Under --average_last_epochs it also scores the averaged weights it ends
-    on, so the trial's value (its best evaluation) counts what the run would save."""
-    trainer = trainers.build(trial_cfg, callbacks)
+def _train_trial(trainers, trial_cfg, callbacks, fold=None):
+    """A search trial's training run (on fold's complement, under --hpo_folds). Under --average_last_epochs it
+    also scores the averaged weights it ends on, so the trial's value (its best evaluation) counts what the
+    run would save."""
+    trainer = trainers.build(trial_cfg, callbacks, fold)
     trainer.train()
     if trial_cfg.run.average_last_epochs and not any(getattr(callback, "pruned", False) for callback in callbacks):
         trainer.evaluate()

@@ -1,4 +1,5 @@
 """Optuna search through Trainer.hyperparameter_search: real SQLite storage, real recipes in subprocesses."""
+import collections
 import os
 import shutil
 import signal
@@ -6,11 +7,14 @@ import subprocess
 import sys
 import time
 
+import datasets
 import optuna
 import pytest
 import yaml
-from transformers import pipeline
+from transformers import AutoModelForSequenceClassification, pipeline
 
+from common import args, data, modeling, training
+from common.errors import UserError
 from conftest import FAST, OFFLINE_ENV, ROOT, read_json, run_recipe
 
 TASK = "text_classification"
@@ -292,5 +296,96 @@ def test_a_trial_of_several_seeds_scores_their_mean(tiny_model, demo_data, tmp_p
     other = run_recipe(TASK, *args, "--hpo_trials", "3", check=False)  # one run per trial: not comparable
     assert other.returncode == 2
     error = other.stderr.strip().splitlines()[-1]
-    assert error.startswith("error: --hpo_runs_per_trial 1: study 'search' trained 2 run(s) per trial"), error
+    assert error.startswith("error: --hpo_runs_per_trial 1: study 'search' was searched with --hpo_runs_per_trial 2"), error
     assert len(_study(out / "hpo.db").get_trials()) == 2
+
+
+def test_a_trial_scored_by_folds_trains_the_best_on_all_of_train(tiny_model, demo_data, tmp_path):
+    """--hpo_folds 3: each trial trains three times, each time scored on the fold it did not train on, and its
+    value is their mean; the validation file is left to the best settings' run, which trains on all of train;
+    a study of such trials cannot be resumed with another count of folds."""
+    out = tmp_path / "out"
+    args = _search_args(tiny_model, demo_data, out, _space(tmp_path), "--hpo_trials", "2", "--hpo_metric", "loss",
+                        "--hpo_seed", "0", "--max_train_samples", "96")
+    proc = run_recipe(TASK, *args, "--hpo_folds", "3")
+    assert proc.stdout.count(" over 3 folds | ") == 2
+    for trial in _finished(_study(out / "hpo.db")):
+        values = trial.user_attrs["run_values"]
+        assert len(set(values)) == 3 and trial.value == pytest.approx(sum(values) / 3)
+    best = read_json(out / "best_run.json")
+    assert best["folds"] == 3 and len(best["run_values"]) == 3
+    results = read_json(out / "all_results.json")
+    assert results["train_samples"] == 96 and "eval_accuracy" in results  # all of train; the validation file
+    assert not [key for key in results if "fold" in key]
+    assert not yaml.safe_load((out / "run_config.yaml").read_text()).get("load_best_model_at_end")  # to the end
+    assert not list(out.glob("run-*"))
+
+    other = run_recipe(TASK, *args, "--hpo_trials", "3", "--hpo_folds", "2", check=False)
+    assert other.returncode == 2
+    error = other.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: --hpo_folds 2: study 'search' was searched with --hpo_folds 3"), error
+
+
+@pytest.mark.parametrize("task", ["ner", "qa"])
+def test_windowed_recipes_search_on_folds_without_an_evaluation_set(tiny_model, demo_data, tmp_path, task):
+    """NER and QA score a fold's windows merged back to its sentences/questions (looked up by split name); with
+    no evaluation data the best settings train to the end and save a model."""
+    train = {"ner": "ner/train.jsonl", "qa": "qa/train.json"}[task]
+    out = tmp_path / "out"
+    proc = run_recipe(task, f"recipes/{task}/config.yaml", "--model_name_or_path", tiny_model, "--output_dir", out,
+                      "--train_file", demo_data / train, "--validation_file", "", "--test_file", "", "--do_eval", "false",
+                      "--do_predict", "false", "--max_train_samples", "60", "--hpo_trials", "1", "--hpo_folds", "2",
+                      "--hpo_space", _space(tmp_path, num_train_epochs=[1]), *FAST)
+    assert proc.stdout.count(" over 2 folds | ") == 1
+    best = read_json(out / "best_run.json")
+    assert best["metric"] == "eval_f1" and len(best["run_values"]) == 2
+    assert (out / "model.safetensors").exists() and read_json(out / "all_results.json")["train_samples"] > 0
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--hpo_trials", "2", "--hpo_folds", "1"], "--hpo_folds 1: give 2 or more folds"),
+    (["--hpo_folds", "3"], "--hpo_folds 3 scores a search's trials: give --hpo_trials too"),
+    (["--hpo_trials", "2", "--hpo_folds", "3", "--hpo_runs_per_trial", "2"], "drop --hpo_runs_per_trial"),
+    (["--hpo_trials", "2", "--hpo_folds", "3", "--validation_split_percentage", "20"],
+     "drop --validation_split_percentage"),
+    (["--hpo_trials", "2", "--hpo_folds", "3", "--augment", "delete"], "--hpo_folds 3 with --augment"),
+    (["--hpo_trials", "2", "--hpo_folds", "3", "--early_stopping_patience", "2"], "drop --early_stopping_patience"),
+])
+def test_bad_fold_settings_stop_before_the_data_is_read(tmp_path, flags, message):
+    with pytest.raises(UserError, match=message):
+        args.parse(argv=["--train_file", str(tmp_path / "never_read.csv"), "--do_train", "--output_dir",
+                         str(tmp_path / "out"), *flags])
+    assert not (tmp_path / "out").exists()
+
+
+def test_folds_cover_train_once_and_keep_each_passage_in_one_fold(demo_data, tmp_path):
+    """QA folds hold whole passages (--validation_split_by context, the recipe's default), like its hold-out."""
+    cfg = args.parse(argv=["--train_file", str(demo_data / "qa/train.json"), "--do_train", "--output_dir",
+                           str(tmp_path / "out"), "--hpo_trials", "2", "--hpo_folds", "3"])
+    raw = data.load(cfg, held_out_by="context")
+    folds = [raw.splits[name] for name in data.fold_names(raw.splits)]
+    assert len(folds) == 3 and data.eval_names(raw.splits) == []
+    assert sorted(i for fold in folds for i in fold["id"]) == sorted(raw.splits["train"]["id"])
+    contexts = [set(fold["context"]) for fold in folds]
+    assert all(not (a & b) for i, a in enumerate(contexts) for b in contexts[i + 1:])
+    sizes = [len(fold) for fold in folds]
+    assert max(sizes) - min(sizes) <= max(collections.Counter(raw.splits["train"]["context"]).values())
+
+
+def test_a_fold_run_trains_on_the_other_folds_and_is_scored_on_its_own(tiny_model, tmp_path):
+    cfg = args.parse(argv=["--model_name_or_path", tiny_model, "--output_dir", str(tmp_path), "--do_train",
+                           "--report_to", "none", "--hpo_trials", "1", "--hpo_folds", "3"])
+    rows = lambda first, n: datasets.Dataset.from_dict(  # noqa: E731
+        {"input_ids": [[101, first + i, 102] for i in range(n)], "labels": [i % 2 for i in range(n)]})
+    encoded = datasets.DatasetDict({"train": rows(1000, 9), "validation": rows(2000, 4), "fold_0": rows(1000, 3),
+                                    "fold_1": rows(1003, 3), "fold_2": rows(1006, 3)})
+    config = modeling.load_config(cfg.model, num_labels=2)
+    trainers = training.TrainerFactory(
+        lambda model_args: modeling.load_model(model_args, AutoModelForSequenceClassification, config, "SEQ_CLS"),
+        modeling.load_tokenizer(cfg.model), encoded, None, None, ("accuracy", True))
+    trainer = trainers.build(cfg, fold=1)
+    ids = {name: list(ds["input_ids"]) for name, ds in encoded.items()}
+    assert list(trainer.eval_dataset["input_ids"]) == ids["fold_1"] and trainer.eval_split == "fold_1"
+    assert sorted(trainer.train_dataset["input_ids"]) == sorted(ids["fold_0"] + ids["fold_2"])
+    plain = trainers.build(cfg)  # the best settings' run: all of train, the evaluation set
+    assert len(plain.train_dataset) == 9 and plain.eval_split == "validation"
