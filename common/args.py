@@ -22,7 +22,7 @@ from transformers import HfArgumentParser, TrainingArguments, set_seed
 
 from common import artifacts, checkpoints
 from common.errors import UserError
-from common.techniques import learning_rates, reinit, weight_averaging
+from common.techniques import augment, learning_rates, reinit, weight_averaging
 
 CONFIG_EXTENSIONS = (".yaml", ".yml", ".json")
 RESOLVED_CONFIG_NAME = "run_config.yaml"
@@ -342,9 +342,10 @@ def _check_folds(data, run):
     if run.early_stopping_patience:
         raise UserError(f"--hpo_folds {folds} with --early_stopping_patience: the folds choose the epochs, and the "
                         f"best settings' run trains to the end; drop --early_stopping_patience")
-    if data.augment:
+    if augment.requested(data):
         raise UserError(f"--hpo_folds {folds} with --augment: a fold would train without the augmented copies "
-                        f"(they are made for the training split only); drop one of the two")
+                        f"(they are made for the training split only); drop one of the two (--augment '' "
+                        f"turns off a config file's or the recipe's)")
 
 
 def _optional_booleans(classes) -> set:

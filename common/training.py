@@ -119,7 +119,7 @@ class TrainerFactory:
         if fold is not None:
             folds = data.fold_names(self.encoded)
             eval_names = [folds[fold]]
-            train = datasets.concatenate_datasets([self.encoded[name] for name in folds if name != folds[fold]])
+            train = _joined([self.encoded[name] for name in folds if name != folds[fold]])
         if cfg.run.early_stopping_patience:
             callbacks = [*callbacks, EarlyStoppingCallback(cfg.run.early_stopping_patience)]
         callbacks = [*callbacks, *stalled_loss.callbacks_for(cfg.model)]  # one line if LoRA/frozen hardly learned
@@ -132,6 +132,13 @@ class TrainerFactory:
             compute_loss_func=self.compute_loss_func, callbacks=list(callbacks),
             score=self.compute_metrics, eval_split=eval_names[0] if eval_names else None, run_args=cfg.run)
         return trainer
+
+
+def _joined(parts):
+    """Encoded splits as one: Datasets (the text recipes) or lists of examples (the time-series recipe)."""
+    if isinstance(parts[0], datasets.Dataset):
+        return datasets.concatenate_datasets(parts)
+    return [example for part in parts for example in part]
 
 
 def _training_split(cfg, train, compute_loss_func):

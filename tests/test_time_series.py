@@ -239,3 +239,15 @@ def test_differences_and_position_free_patches_travel_with_the_model(tmp_path):
     arrays = series_data.to_arrays(series_data.load(cfg))
     config = series_model.model_config(cfg, arrays)  # one channel in the data, two in the model: accepted
     assert series_data.prepare_for(config, arrays["train"][0]).shape == (32, 2)
+
+
+def test_a_search_on_folds_of_training_series(tmp_path):
+    """--hpo_folds on the time-series recipe, whose encoded splits are lists of examples, not Datasets (its
+    default augmentation turned off: the folds would train without it)."""
+    write_wide_csv(tmp_path / "train.csv", waves(24))
+    out = tmp_path / "out"
+    proc = run_recipe(TASK, "--train_file", tmp_path / "train.csv", "--do_train", "--hpo_trials", "1", "--hpo_folds",
+                      "3", "--augment", "", "--num_train_epochs", "1", "--output_dir", out, *TINY)
+    assert proc.stdout.count(" over 3 folds | ") == 1
+    assert len(read_json(out / "best_run.json")["run_values"]) == 3
+    assert read_json(out / "all_results.json")["train_samples"] == 24

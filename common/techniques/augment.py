@@ -66,23 +66,24 @@ def training_texts(raw, cfg, columns, tokenizer):
 def refuse(cfg, task, why):
     """A recipe with no label-preserving operation (extractive QA)."""
     _check_numbers(cfg)
-    if _names(cfg):
-        raise UserError(f"--augment {' '.join(_names(cfg))}: no label-preserving operation for {task} ({why}); "
+    if requested(cfg.data):
+        raise UserError(f"--augment {' '.join(requested(cfg.data))}: no label-preserving operation for {task} ({why}); "
                         f"drop --augment")
 
 
 # ---------------------------------------------------------------- checks and copies
 
 
-def _names(cfg):
-    """'--augment delete,mask' and '--augment delete mask' (a YAML list) alike; '' clears a config file's."""
-    return [name for item in cfg.data.augment or [] for name in item.split(",") if name]
+def requested(data_args) -> list:
+    """The operations --augment names: 'delete,mask' and 'delete mask' (a YAML list) alike; '' clears a config
+    file's."""
+    return [name for item in data_args.augment or [] for name in item.split(",") if name]
 
 
 def checked_ops(cfg, valid, kind):
     """The --augment operations asked for, checked against those the recipe takes (valid)."""
     _check_numbers(cfg)
-    ops = _names(cfg)
+    ops = requested(cfg.data)
     for op in ops:
         if op not in valid:
             what = f"a {_KIND[op]} operation" if op in _KIND else "unknown operation"
