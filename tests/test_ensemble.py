@@ -118,8 +118,8 @@ def test_training_only_settings_come_from_the_recipes_field_metadata():
               "reinit_top_layers", "early_stopping_patience", "average_last_epochs", "class_weights", "focal_gamma",
               "oversample", "augment", "pretrain_epochs", "validation_split_by",
               "hpo_trials", "hpo_space", "hpo_storage", "hpo_metric", "hpo_study_name", "hpo_pruner", "hpo_timeout",
-              "hpo_seed", "hpo_heartbeat_interval", "hpo_runs_per_trial", "eval_strategy", "save_strategy",
-              "load_best_model_at_end", "metric_for_best_model", "greater_is_better", "report_to",
+              "hpo_seed", "hpo_heartbeat_interval", "hpo_runs_per_trial", "hpo_folds", "eval_strategy",
+              "save_strategy", "load_best_model_at_end", "metric_for_best_model", "greater_is_better", "report_to",
               "resume_from_checkpoint", "output_dir", "do_train", "do_eval", "do_predict", "test_file"}
     series = ensemble.recipe_training_only(str(ROOT / "recipes" / "time_series_classification" / "run.py"))
     assert series == before
