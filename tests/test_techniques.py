@@ -132,7 +132,7 @@ def test_average_last_epochs_saves_the_mean_of_the_last_epochs_weights(tiny_mode
 
 def test_reinit_top_layers_redraws_only_the_top_layers_and_the_pooler(tiny_model, tmp_path):
     pretrained = dict(_trainer(tiny_model, tmp_path).model.named_parameters())
-    redrawn = dict(_trainer(tiny_model, tmp_path, "--reinit_top_layers", "1").model.named_parameters())
+    redrawn = dict(_trainer(tiny_model, tmp_path, "--reinit_top_layers", "1", "--do_train").model.named_parameters())
     changed = {name for name, param in redrawn.items() if not torch.equal(param, pretrained[name])}
     top_weights = {n for n in pretrained if n.startswith(("bert.encoder.layer.1.", "bert.pooler."))
                    and n.endswith("weight") and "LayerNorm" not in n}  # a tiny random model's norms are 1 already
@@ -142,7 +142,7 @@ def test_reinit_top_layers_redraws_only_the_top_layers_and_the_pooler(tiny_model
                        torch.ones_like(redrawn["bert.encoder.layer.1.output.LayerNorm.weight"]))
     std = redrawn["bert.encoder.layer.1.attention.self.query.weight"].std().item()
     assert std == pytest.approx(0.02, rel=0.2)  # the config's initializer range, as a new model's weights
-    again = dict(_trainer(tiny_model, tmp_path, "--reinit_top_layers", "1").model.named_parameters())
+    again = dict(_trainer(tiny_model, tmp_path, "--reinit_top_layers", "1", "--do_train").model.named_parameters())
     assert all(torch.equal(again[n], redrawn[n]) for n in changed)  # drawn from the run's seed
 
 
