@@ -85,7 +85,8 @@ def test_pretrain_then_fine_tune_carries_the_backbone_over(pretrained):
 
     # --reinit_top_layers 1: the top encoder layer is drawn afresh (norm statistics too), the rest is carried over.
     cfg = args.parse(series_data.SeriesArguments, ["--train_file", str(pretrained / "train.csv"), "--model_name_or_path",
-                                              path, "--output_dir", str(pretrained / "unused"), "--reinit_top_layers", "1"])
+                                              path, "--output_dir", str(pretrained / "unused"), "--reinit_top_layers", "1",
+                                              "--do_train"])
     redrawn = backbone(series_model.model_factory(config)(cfg.model))
     top = f"model.encoder.layers.{model.config.num_hidden_layers - 1}."
     changed = {name for name, tensor in expected.items() if not torch.equal(redrawn[name], tensor)}
