@@ -246,9 +246,11 @@ def test_a_search_on_folds_of_training_series(tmp_path):
     """--hpo_folds on the time-series recipe, whose encoded splits are lists of examples, not Datasets (its
     default augmentation turned off: the folds would train without it)."""
     write_wide_csv(tmp_path / "train.csv", waves(24))
+    (tmp_path / "space.yaml").write_text("learning_rate: {low: 1.0e-3, high: 3.0e-3, log: true}\n")  # no backbone
     out = tmp_path / "out"
     proc = run_recipe(TASK, "--train_file", tmp_path / "train.csv", "--do_train", "--hpo_trials", "1", "--hpo_folds",
-                      "3", "--augment", "", "--num_train_epochs", "1", "--output_dir", out, *TINY)
+                      "3", "--hpo_space", tmp_path / "space.yaml", "--augment", "", "--num_train_epochs", "1",
+                      "--output_dir", out, *TINY)
     assert proc.stdout.count(" over 3 folds | ") == 1
     assert len(read_json(out / "best_run.json")["run_values"]) == 3
     assert read_json(out / "all_results.json")["train_samples"] == 24
