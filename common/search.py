@@ -395,7 +395,7 @@ class Search:
         seed = self.cfg.training.seed + (0 if self.folds else run)  # folds differ in data, seeds in the draw
         try:
             trial_cfg = apply(self.cfg, params, output_dir=run_dir, seed=seed)
-            self.train(trial_cfg, [reporter], **({"fold": run} if self.folds else {}))
+            self.train(trial_cfg, [reporter], fold=run if self.folds else None)
         finally:
             if self.main_process:
                 shutil.rmtree(run_dir, ignore_errors=True)
