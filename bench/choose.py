@@ -12,6 +12,13 @@ bench/configs/NAME_space.yaml (default: the config's own) in a study of its own:
     python bench/choose.py rte --space rte_reinit --trials 2 --runs_per_trial 3 \
         --try_first reinit_top_layers=2 reinit_top_layers=0      # a technique, on the held-out rows
 
+A recipe flag after the options applies to every trial; one that changes the data (not a space key) needs a
+study of its own: a --space of its own, or a name given with --study (its log and copies take that name):
+
+    python bench/choose.py conll2003 --study conll2003_sentences --trials 1 --try_first conll2003
+    python bench/choose.py conll2003 --space conll2003_context --trials 1 --document_context \
+        --try_first learning_rate=1.88e-4,per_device_train_batch_size=8,num_train_epochs=5
+
 --runs_per_trial K trains each trial with K seeds and scores their mean (the recipe's --hpo_runs_per_trial):
 on RTE a seed moves the score as much as the settings do. Its study is bench/out/choose_<name>_<K>seeds.
 
@@ -76,9 +83,11 @@ if __name__ == "__main__":
     parser.add_argument("--try_first", metavar="NAME", nargs="+", default=[],
                         help="queue bench/configs/NAME.yaml's settings (or KEY=VALUE,...) as trials")
     parser.add_argument("--space", metavar="NAME", help="search bench/configs/NAME_space.yaml (default: NAME's)")
+    parser.add_argument("--study", metavar="NAME", help="name the study (default: the space's, with the seeds or "
+                        "folds); a recipe flag that changes the data (not a space's key) needs a study of its own")
     known, overrides = parser.parse_known_args()
     space = known.space or known.name
-    study = space + (f"_{known.runs_per_trial}seeds" if known.runs_per_trial > 1 else "") + (
+    study = known.study or space + (f"_{known.runs_per_trial}seeds" if known.runs_per_trial > 1 else "") + (
         f"_{known.folds}folds" if known.folds else "")
     held_out = (["--hpo_folds", str(known.folds), "--do_eval", "false"] if known.folds
                 else ["--validation_split_percentage", str(known.held_out)])
@@ -92,7 +101,7 @@ if __name__ == "__main__":
                "--hpo_storage", f"sqlite:///{out}/hpo.db", "--hpo_seed", "0", "--hpo_train_best", "false",
                "--hpo_runs_per_trial", str(known.runs_per_trial),
                "--eval_strategy", "epoch", "--output_dir", out, *overrides]
-    log = ROOT / f"bench/search/{space}.log"
+    log = ROOT / f"bench/search/{known.study or space}.log"
     log.parent.mkdir(exist_ok=True)
     with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True,
                           env={**os.environ, "HF_HUB_OFFLINE": "1"}) as proc, log.open("a") as fh:

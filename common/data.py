@@ -70,12 +70,25 @@ def fold_names(splits) -> list:
     return [name for name in splits if name.startswith(FOLD)]
 
 
+DOCUMENT = "document"  # a CoNLL file's document of each sentence, where it has -DOCSTART- lines
+
+
 class ConllColumns(NamedTuple):
     """How a CoNLL column file becomes a Dataset: the column names to give words and tags, and which
     whitespace-separated field holds the tag (CoNLL-2003's eng.train: word POS chunk NER, so -1)."""
     words: str
     tags: str
     tag_index: int = -1
+
+
+# held_out_by for rows in document order (NER sentences): held-out rows and folds take runs of consecutive
+# rows, so a document's names rarely fall on both sides and a held-out sentence keeps its neighbours.
+CONSECUTIVE_ROWS = "runs of consecutive rows"
+
+
+def run_length(rows: int) -> int:
+    """Rows per run for CONSECUTIVE_ROWS: 100 (a few news documents), fewer on small data so there are 20 runs."""
+    return max(1, min(100, rows // 20))
 
 
 def load(cfg, conll: Optional[ConllColumns] = None, named=None, readers=None, held_out_by=None) -> RawData:
@@ -177,8 +190,14 @@ def _folds(raw: RawData, count: int, column: Optional[str], cause: str, seed: in
 
 
 def _groups(raw: RawData, column: str, cause: str, seed: int):
-    """Train's values of the column (as strings) and its distinct values, shuffled with the run's seed."""
+    """Train's values of the column (as strings) and its distinct values, shuffled with the run's seed.
+    CONSECUTIVE_ROWS groups rows by position (see run_length)."""
     train = raw.splits[TRAIN]
+    if column == CONSECUTIVE_ROWS:
+        values = [str(i // run_length(len(train))) for i in range(len(train))]
+        groups = list(dict.fromkeys(values))
+        random.Random(seed).shuffle(groups)
+        return values, groups
     if column not in train.column_names:
         raise UserError(f"{cause}, but {raw.sources[TRAIN]} has no column '{column}' (columns: "
                         f"{', '.join(train.column_names)}): name one with --validation_split_by, or '' for random rows")
@@ -282,16 +301,19 @@ def read_file(path: str, flag: str = "file", conll: Optional[ConllColumns] = Non
 
 def read_conll(path: str, flag: str, columns: ConllColumns) -> datasets.Dataset:
     """A CoNLL column file: one word per line, its tags in further whitespace-separated fields, a blank
-    line between sentences and `-DOCSTART-` lines between documents (both end a sentence; neither is one).
+    line between sentences and `-DOCSTART-` lines between documents (both end a sentence; neither is one;
+    a file with them gets a DOCUMENT column numbering each sentence's document from 0).
     A file with a single field per line holds words only: data to tag, without gold."""
-    sentences, words, tags, width = [], [], [], None
+    sentences, words, tags, width, document, documents = [], [], [], None, -1, []
     with open(path, encoding="utf-8") as fh:
         for number, line in enumerate(fh, 1):
             fields = line.split()
             if not fields or fields[0] == "-DOCSTART-":
                 if words:
                     sentences.append((words, tags))
+                    documents.append(document)
                 words, tags = [], []
+                document += bool(fields)
                 continue
             if width is None:
                 width = len(fields)
@@ -306,11 +328,14 @@ def read_conll(path: str, flag: str, columns: ConllColumns) -> datasets.Dataset:
                 tags.append(fields[columns.tag_index])
     if words:
         sentences.append((words, tags))
+        documents.append(document)
     if not sentences:
         raise UserError(f"--{flag} {path}: file has no sentences")
     table = {columns.words: [w for w, _ in sentences]}
     if width > 1:
         table[columns.tags] = [t for _, t in sentences]
+    if document >= 0:
+        table[DOCUMENT] = [d - documents[0] for d in documents]  # from 0, also with sentences before a -DOCSTART-
     return datasets.Dataset.from_dict(table)
 
 

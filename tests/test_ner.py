@@ -1,6 +1,7 @@
 """The NER recipe: CoNLL files, tag schemes, sub-token alignment, windows, entity-level scores, end to end."""
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from common import data, modeling
 from common.data import ConllColumns, RawData
 from common.errors import UserError
 from common.tasks import tagging
-from conftest import FAST, SHARED_DATA, read_json, read_jsonl, run_recipe, write_jsonl
+from conftest import FAST, OFFLINE_ENV, ROOT, SHARED_DATA, read_json, read_jsonl, run_recipe, write_jsonl
 
 TASK = "ner"
 CONLL_IOB1 = """-DOCSTART- -X- -X- O
@@ -46,6 +47,7 @@ def test_conll_file_documents_blank_lines_and_iob1_to_iob2(tmp_path):
     # line before it still splits "Peter Blackburn" from "BRUSSELS".
     assert ds["tokens"] == [["EU", "rejects", "German", "call", "."], ["Peter", "Blackburn"],
                             ["BRUSSELS", "1996-08-22"], ["Smith", "Jones"]]
+    assert ds[data.DOCUMENT] == [0, 0, 1, 1]  # for --document_context, which keeps windows in one document
     raw = _raw(train=ds)
     tags = tagging.TagSet.from_splits(raw, "ner_tags")
     assert tags.scheme == "IOB2"
@@ -128,6 +130,47 @@ def test_a_sentence_longer_than_the_window_keeps_every_word(tokenizer):
         tagging.words_from_windows(predictions * 2, windows)
 
 
+def test_document_context_packs_neighbouring_sentences_and_gives_each_word_back_once(tokenizer):
+    """--document_context: the batch's sentences form one stream cut into windows, so a window holds several
+    sentences; every word of every sentence (an empty one too) comes back once, from the gold fed back."""
+    sentences = [[f"Kowalski{i}", "met", "Anna", "in", "Oslo"][: 1 + i % 5] for i in range(12)] + [[]]
+    tags = [["B-PER", "O", "B-PER", "O", "B-LOC"][: len(words)] for words in sentences]
+    tag_set = tagging.TagSet(["O", "B-LOC", "B-PER"], "IOB2")
+    encode = tagging.window_encoder(tokenizer, tag_set, "w", "t", 24, 6, document_context=True)
+    windows = Dataset.from_dict(encode({"w": sentences, "t": tags}, list(range(13))))
+    assert 1 < len(windows) < len(sentences) and max(map(len, windows["input_ids"])) <= 24
+    assert max(len({e for e in examples if e >= 0}) for examples in windows["example_index"]) >= 3
+    reported = [row for rows in windows["sentences"] for row in rows]
+    assert sorted(reported) == list(range(13))  # each row's size and gold once, the empty one included
+    predictions = [[max(lab, 0) for lab in labels] + [0] * (24 - len(labels)) for labels in windows["labels"]]
+    merged = tagging.words_from_windows(predictions, windows)
+    assert [[tag_set.names[i] for i in sentence] for sentence in merged] == tags
+    assert tagging.gold_from_windows(windows) == [[tag_set.label2id[t] for t in sentence] for sentence in tags]
+    # With a document column (a CoNLL file's -DOCSTART- lines), no window spans two documents.
+    documents = [i // 5 for i in range(13)]
+    windows = encode({"w": sentences, "t": tags, data.DOCUMENT: documents}, list(range(13)))
+    assert all(len({documents[e] for e in examples if e >= 0}) == 1 for examples in windows["example_index"])
+    assert sorted(row for rows in windows["sentences"] for row in rows) == list(range(13))
+    plain = tagging.window_encoder(tokenizer, tag_set, "w", "t", 24, 6)({"w": sentences, "t": tags}, list(range(13)))
+    assert len(plain["input_ids"]) == 13  # without context: one window per (short) sentence
+
+
+def test_ner_holds_out_runs_of_consecutive_sentences():
+    """A held-out part and the folds take runs of consecutive rows: a document's sentences (and names) stay
+    on one side, and a held-out sentence keeps its neighbours for --document_context."""
+    raw = _raw(train=Dataset.from_dict({"row": list(range(1000))}))
+    kept, held = data._hold_out(raw, 20, data.CONSECUTIVE_ROWS, "held out", seed=3)
+    held_rows = held["row"]
+    assert len(held_rows) == 200 and len(kept) == 800 and held_rows == sorted(held_rows)
+    run = data.run_length(1000)
+    assert run == 50 and {r // run for r in held_rows}.isdisjoint(r // run for r in kept["row"])
+    assert held_rows != list(range(800, 1000))  # runs drawn at random, not the file's tail
+    folds = data._folds(raw, 3, data.CONSECUTIVE_ROWS, "folds", seed=3)
+    assert sorted(r for fold in folds for r in fold) == list(range(1000))
+    assert all(len({r // run for r in fold} & {r // run for r in other}) == 0
+               for fold in folds for other in folds if fold is not other)
+
+
 def test_entity_scores_on_a_hand_checked_example():
     gold = [["B-PER", "I-PER", "O", "B-LOC"], ["B-ORG", "O", "B-LOC", "I-LOC"]]
     predicted = [["B-PER", "I-PER", "O", "B-ORG"], ["I-ORG", "O", "B-LOC", "I-LOC"]]
@@ -173,6 +216,27 @@ def test_real_weights_learn_demo_ner_and_pipeline_shows_tag_names(demo_data, tmp
     tagger = pipeline("token-classification", model=str(out), aggregation_strategy="simple")
     found = {(e["entity_group"], e["word"]) for e in tagger("Maria Garcia lives in Berlin .")}
     assert found == {("PER", "maria garcia"), ("LOC", "berlin")}, found
+
+
+def test_real_weights_learn_with_document_context_and_predict_reads_it_back(demo_data, tmp_path):
+    """--document_context on the packaged weights: windows of several sentences train and score every word of
+    every sentence; the saved run_config makes common.tools.predict window new rows the same way."""
+    out = tmp_path / "out"
+    run_recipe(TASK, "recipes/ner/config.yaml", "--output_dir", out, "--train_file", demo_data / "ner/train.jsonl",
+               "--validation_file", demo_data / "ner/validation.jsonl", "--test_file", demo_data / "ner/test.jsonl",
+               "--num_train_epochs", "3", "--document_context", *FAST, "--per_device_train_batch_size", "4")
+    results = read_json(out / "all_results.json")
+    assert results["eval_f1"] >= 0.9 and results["predict_f1"] >= 0.9, results
+    assert results["predict_samples"] < 100  # windows of several sentences, not one per sentence
+    rows = read_jsonl(out / "predictions.jsonl")
+    assert len(rows) == 100 and all(len(r["predicted_tags"]) == len(r["tokens"]) for r in rows)
+    proc = subprocess.run([sys.executable, "-m", "common.tools.predict", str(out), "--input",
+                           str(demo_data / "ner/test.jsonl"), "--output", str(tmp_path / "again.jsonl")],
+                          cwd=ROOT, env=OFFLINE_ENV, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    again = read_jsonl(tmp_path / "again.jsonl")
+    agree = sum(a["predicted_tags"] == r["predicted_tags"] for a, r in zip(again, rows))
+    assert len(again) == 100 and agree >= 95  # bf16 in the recipe, fp32 here: a tie may flip
 
 
 def test_long_sentences_are_windowed_and_merged_once_under_two_processes(tiny_model, tmp_path):

@@ -5,6 +5,7 @@ Words are the unit everywhere users look: a sentence is tokenized into overlappi
 max_seq_length sub-tokens (never truncated, so every word is predicted), each word's tag sits on its
 first sub-token, and predictions are merged back to one tag per word before anything is scored or written.
 """
+import itertools
 import logging
 import re
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ import numpy as np
 from datasets import ClassLabel, List, Sequence
 
 from common import artifacts, collators, labels, metrics, reports
-from common.data import TRAIN, ConllColumns
+from common.data import DOCUMENT, TRAIN, ConllColumns
 from common.errors import UserError
 from common.labels import SINGLE
 from common.techniques import augment
@@ -199,12 +200,17 @@ def check_rows(raw, words_column, tags_column):
                                 f"but {got} in '{tags_column}'; each word needs exactly one tag")
 
 
-def window_encoder(tokenizer, tag_set, words_column, tags_column, max_length, stride, label_all_tokens=False):
-    """A batched `map(..., with_indices=True)` function: each sentence as one or more overlapping windows.
+def window_encoder(tokenizer, tag_set, words_column, tags_column, max_length, stride, label_all_tokens=False,
+                   document_context=False):
+    """A batched `map(..., with_indices=True)` function: each sentence as one or more overlapping windows; with
+    document_context, the batch's consecutive sentences of one document (a `document` column, which CoNLL
+    files get from their -DOCSTART- lines; else all of them) as one stream of words cut into overlapping
+    windows, so a sentence is read with its neighbours around it.
 
-    Per window: input ids, `labels` (a word's tag on its first sub-token; its other pieces -100, or with
-    label_all_tokens the I- form of the tag), and for merging back to words: `example_index`,
-    `word_index` (per sub-token: the word it starts, else -1), `num_words` and `gold_tags` (per word)."""
+    Per sub-token: `labels` (a word's tag on its first piece; its other pieces -100, or with label_all_tokens
+    the I- form of the tag), and for merging back to words `example_index` and `word_index` (the row and the
+    position in it of the word the piece starts, else -1). Per window: `sentences` (the rows it reports),
+    their `num_words` and `gold_tags` (per word)."""
     if not tokenizer.is_fast:
         raise UserError(f"the tokenizer {type(tokenizer).__name__} is not a fast (Rust) tokenizer: word alignment "
                         f"needs word_ids(); use a model with a tokenizer.json, or --tokenizer_name of a fast one")
@@ -216,63 +222,78 @@ def window_encoder(tokenizer, tag_set, words_column, tags_column, max_length, st
     inside = {i: label2id.get(f"I-{_split(t)[1]}", i) for i, t in enumerate(tag_set.names)}
 
     def encode(batch, indices):
-        enc = tokenizer(batch[words_column], is_split_into_words=True, truncation=True, max_length=max_length,
-                        stride=stride, return_overflowing_tokens=True, return_offsets_mapping=True)
-        gold = batch.get(tags_column)
+        sentences, gold = batch[words_column], batch.get(tags_column)
+        if document_context:  # consecutive rows of one document (all rows, without a document column)
+            documents = batch.get(DOCUMENT) or [0] * len(sentences)
+            members = [list(rows) for _, rows in itertools.groupby(range(len(sentences)), documents.__getitem__)]
+        else:
+            members = [[i] for i in range(len(sentences))]
+        streams = [[w for i in rows for w in sentences[i]] for rows in members]
+        owners = [[(i, k) for i in rows for k in range(len(sentences[i]))] for rows in members]  # word -> (row, k)
+        enc = tokenizer(streams, is_split_into_words=True, truncation=True, max_length=max_length, stride=stride,
+                        return_overflowing_tokens=True, return_offsets_mapping=True)
         out = {k: enc[k] for k in enc if k not in ("offset_mapping", "overflow_to_sample_mapping")}
-        out.update(example_index=[], word_index=[], num_words=[])
+        out.update(example_index=[], word_index=[], sentences=[], num_words=[])
         if gold:
             out.update(labels=[], gold_tags=[])
-        previous_example = None
-        for w, example in enumerate(enc["overflow_to_sample_mapping"]):
-            word_ids, offsets = enc.word_ids(w), enc["offset_mapping"][w]
-            continued = example == previous_example  # a later window: its first piece may be mid-word
-            previous_example = example
+        ids = [[label2id[t] for t in tags] for tags in gold] if gold else None
+        mapping, reported = enc["overflow_to_sample_mapping"], set()
+        for w, stream in enumerate(mapping):
+            word_ids, offsets, owner = enc.word_ids(w), enc["offset_mapping"][w], owners[stream]
+            continued = w > 0 and mapping[w - 1] == stream  # a later window: its first piece may be mid-word
             first_content = next((j for j, word in enumerate(word_ids) if word is not None), None)
             starts = []
             for j, word in enumerate(word_ids):
                 new_word = word is not None and (j == 0 or word_ids[j - 1] != word)
                 mid_word = continued and j == first_content and offsets[j][0] > 0
-                starts.append(word if new_word and not mid_word else -1)
-            out["example_index"].append(indices[example])
-            out["word_index"].append(starts)
-            out["num_words"].append(len(batch[words_column][example]))
+                starts.append(owner[word] if new_word and not mid_word else None)
+            # Each row is reported (its size and gold) once, by the first window holding a piece of it; rows
+            # with no piece (no words, or only characters the tokenizer drops) by their stream's last window.
+            rows = {owner[word][0] for word in word_ids if word is not None}
+            if w + 1 == len(mapping) or mapping[w + 1] != stream:
+                rows.update(members[stream])
+            rows = sorted(rows - reported)
+            reported.update(rows)
+            out["example_index"].append([indices[s[0]] if s else -1 for s in starts])
+            out["word_index"].append([s[1] if s else -1 for s in starts])
+            out["sentences"].append([indices[r] for r in rows])
+            out["num_words"].append([len(sentences[r]) for r in rows])
             if gold:
-                ids = [label2id[t] for t in gold[example]]
-                out["gold_tags"].append(ids)
-                out["labels"].append([collators.IGNORED if word is None else ids[word] if start >= 0
-                                      else inside[ids[word]] if label_all_tokens else collators.IGNORED
-                                      for word, start in zip(word_ids, starts)])
+                out["gold_tags"].append([ids[r] for r in rows])
+                pieces = [owner[word] if word is not None else None for word in word_ids]
+                out["labels"].append([collators.IGNORED if piece is None else ids[piece[0]][piece[1]] if start
+                                      else inside[ids[piece[0]][piece[1]]] if label_all_tokens else collators.IGNORED
+                                      for piece, start in zip(pieces, starts)])
         return out
     return encode
 
 
 def words_from_windows(token_predictions, windows):
-    """One tag id per word of each example, from per-sub-token predictions of every window (in dataset
-    order). A word seen in several windows takes the prediction of the window where its first sub-token is
-    most central (furthest from a window edge, where context is cut); ties go to the first window. A word
-    with no sub-token at all (a character the tokenizer drops) is predicted O (id -1 here)."""
+    """One tag id per word of each example (in row order), from per-sub-token predictions of every window.
+    A word seen in several windows takes the prediction of the window where its first sub-token is most
+    central (furthest from a window edge, where context is cut); ties go to the first window. A word with
+    no sub-token at all (a character the tokenizer drops) is predicted O (id -1 here)."""
     if len(token_predictions) != len(windows):  # predictions gathered twice or lost (e.g. under DDP)
         raise RuntimeError(f"{len(token_predictions)} window predictions for {len(windows)} windows")
     best, sizes = {}, {}
-    for w, (example, starts, size) in enumerate(zip(windows["example_index"], windows["word_index"],
-                                                    windows["num_words"])):
-        sizes[example] = size
-        for j, word in enumerate(starts):
+    columns = windows.select_columns(["example_index", "word_index", "sentences", "num_words"])[:]
+    for w, (examples, words) in enumerate(zip(columns["example_index"], columns["word_index"])):
+        sizes.update(zip(columns["sentences"][w], columns["num_words"][w]))
+        for j, (example, word) in enumerate(zip(examples, words)):
             if word < 0:
                 continue
-            centrality = min(j, len(starts) - 1 - j)
+            centrality = min(j, len(words) - 1 - j)
             if (example, word) not in best or centrality > best[example, word][0]:
                 best[example, word] = (centrality, int(token_predictions[w][j]))
-    return [[best.get((example, i), (0, -1))[1] for i in range(size)] for example, size in sizes.items()]
+    return [[best.get((example, i), (0, -1))[1] for i in range(sizes[example])] for example in sorted(sizes)]
 
 
 def gold_from_windows(windows):
-    """Gold tag ids per word of each example (every window of an example carries them)."""
-    first = {}
-    for example, gold in zip(windows["example_index"], windows["gold_tags"]):
-        first.setdefault(example, gold)
-    return list(first.values())
+    """Gold tag ids per word of each example, in row order."""
+    gold = {}
+    for rows, tags in zip(windows["sentences"], windows["gold_tags"]):
+        gold.update(zip(rows, tags))
+    return [gold[example] for example in sorted(gold)]
 
 
 def entity_scores(gold, predicted, scheme="IOB2") -> dict:

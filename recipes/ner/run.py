@@ -46,6 +46,11 @@ class NerArguments(args.DataArguments):
         default=False, metadata={"help": "Train on every sub-token (the I- form of its word's tag), not only the first."})
     return_entity_level_metrics: bool = field(
         default=True, metadata={"help": "Report each entity type's precision/recall/F1 too, not only the overall ones."})
+    document_context: bool = field(
+        default=False, metadata={"help": "Read each sentence among its neighbours: the sentences, in file order, "
+                                         "are packed into windows of --max_seq_length sub-tokens overlapping by "
+                                         "--stride, each word tagged from the window where it sits most central. "
+                                         "Batches then count windows, not sentences."})
     stride: int = field(
         default=32, metadata={"help": "Sub-tokens shared by consecutive windows of a sentence longer than "
                                       "--max_seq_length (such sentences are windowed, not truncated)."})
@@ -57,7 +62,8 @@ def main():
     data_args = cfg.data
 
     # Data and tags: checked (and IOB1 converted) before anything is written. Unnamed columns are found.
-    raw = data.load(cfg, conll=tagging.conll_columns(data_args))
+    # A held-out part (or fold) takes runs of consecutive sentences: a document's names stay on one side.
+    raw = data.load(cfg, conll=tagging.conll_columns(data_args), held_out_by=data.CONSECUTIVE_ROWS)
     words, tags = tagging.detect_columns(raw, data_args)
     raw.require_columns({words: "text_column_name", tags: "label_column_name"}, optional_in_test=[tags])
     tagging.check_rows(raw, words, tags)
@@ -65,10 +71,11 @@ def main():
                                          data_args.strict_labels)
     raw = tagging.training_mentions(raw, cfg, words, tags, tag_set.scheme)  # --augment mentions
 
-    # Tokenize words into windows of sub-tokens; each window remembers its sentence and word positions.
+    # Tokenize words into windows of sub-tokens (sentences, or with --document_context runs of them); each
+    # window remembers the sentence and position of every word it starts.
     tokenizer = modeling.load_tokenizer(cfg.model)
     encoder = tagging.window_encoder(tokenizer, tag_set, words, tags, data_args.max_seq_length, data_args.stride,
-                                     data_args.label_all_tokens)
+                                     data_args.label_all_tokens, data_args.document_context)
     encoded = data.tokenize(raw, encoder, cfg, with_indices=True)
 
     # Model: pre-trained encoder + a fresh token-classification head (+ --freeze_encoder / --lora).
