@@ -198,35 +198,15 @@ def _sentences(n, offset=0):
 
 
 def test_real_weights_learn_demo_ner_and_pipeline_shows_tag_names(demo_data, tmp_path):
-    """Default model (all-MiniLM-L6-v2 from its package), the example config, the demo data."""
+    """Default model (all-MiniLM-L6-v2 from its package), the example config (so --document_context: windows
+    of several sentences), the demo data; common.tools.predict reads the context setting back from the run."""
     from transformers import pipeline
     out = tmp_path / "out"
     run_recipe(TASK, "recipes/ner/config.yaml", "--output_dir", out, "--train_file", demo_data / "ner/train.jsonl",
                "--validation_file", demo_data / "ner/validation.jsonl", "--test_file", demo_data / "ner/test.jsonl",
-               "--num_train_epochs", "2", *FAST)
+               "--num_train_epochs", "3", *FAST, "--per_device_train_batch_size", "4")
     results = read_json(out / "all_results.json")
     assert results["eval_f1"] >= 0.9 and results["predict_f1"] >= 0.9, results  # templated names are easy
-    rows = read_jsonl(out / "predictions.jsonl")
-    assert len(rows) == 100 and all(len(r["predicted_tags"]) == len(r["tokens"]) for r in rows)
-    assert {"tokens", "predicted_tags", "entities", "gold_tags", "gold_entities"} <= set(rows[0])
-    correct = sum(r["entities"] == r["gold_entities"] for r in rows)
-    assert correct >= 80
-    conll = (out / "predictions.conll").read_text().split("\n\n")
-    assert conll[0].splitlines()[0].split() == [rows[0]["tokens"][0], rows[0]["gold_tags"][0], rows[0]["predicted_tags"][0]]
-    tagger = pipeline("token-classification", model=str(out), aggregation_strategy="simple")
-    found = {(e["entity_group"], e["word"]) for e in tagger("Maria Garcia lives in Berlin .")}
-    assert found == {("PER", "maria garcia"), ("LOC", "berlin")}, found
-
-
-def test_real_weights_learn_with_document_context_and_predict_reads_it_back(demo_data, tmp_path):
-    """--document_context on the packaged weights: windows of several sentences train and score every word of
-    every sentence; the saved run_config makes common.tools.predict window new rows the same way."""
-    out = tmp_path / "out"
-    run_recipe(TASK, "recipes/ner/config.yaml", "--output_dir", out, "--train_file", demo_data / "ner/train.jsonl",
-               "--validation_file", demo_data / "ner/validation.jsonl", "--test_file", demo_data / "ner/test.jsonl",
-               "--num_train_epochs", "3", "--document_context", *FAST, "--per_device_train_batch_size", "4")
-    results = read_json(out / "all_results.json")
-    assert results["eval_f1"] >= 0.9 and results["predict_f1"] >= 0.9, results
     assert results["predict_samples"] < 100  # windows of several sentences, not one per sentence
     rows = read_jsonl(out / "predictions.jsonl")
     assert len(rows) == 100 and all(len(r["predicted_tags"]) == len(r["tokens"]) for r in rows)
@@ -236,7 +216,15 @@ def test_real_weights_learn_with_document_context_and_predict_reads_it_back(demo
     assert proc.returncode == 0, proc.stderr[-2000:]
     again = read_jsonl(tmp_path / "again.jsonl")
     agree = sum(a["predicted_tags"] == r["predicted_tags"] for a, r in zip(again, rows))
-    assert len(again) == 100 and agree >= 95  # bf16 in the recipe, fp32 here: a tie may flip
+    assert len(again) == 100 and agree >= 95  # bf16 in the recipe, fp32 here: a near tie may flip
+    assert {"tokens", "predicted_tags", "entities", "gold_tags", "gold_entities"} <= set(rows[0])
+    correct = sum(r["entities"] == r["gold_entities"] for r in rows)
+    assert correct >= 80
+    conll = (out / "predictions.conll").read_text().split("\n\n")
+    assert conll[0].splitlines()[0].split() == [rows[0]["tokens"][0], rows[0]["gold_tags"][0], rows[0]["predicted_tags"][0]]
+    tagger = pipeline("token-classification", model=str(out), aggregation_strategy="simple")
+    found = {(e["entity_group"], e["word"]) for e in tagger("Maria Garcia lives in Berlin .")}
+    assert found == {("PER", "maria garcia"), ("LOC", "berlin")}, found
 
 
 def test_long_sentences_are_windowed_and_merged_once_under_two_processes(tiny_model, tmp_path):

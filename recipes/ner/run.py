@@ -25,8 +25,9 @@ from common.tasks import tagging  # noqa: E402
 from common.techniques import imbalance  # noqa: E402
 
 # Tuned on CoNLL-2003 (bench/quality_results.md); the config file and the command line override them.
-# Epochs and rate: chosen by the search on CoNLL-2003 training sentences (bench/configs/conll2003.yaml).
-DEFAULTS = dict(num_train_epochs=5, learning_rate=1.88e-4, per_device_train_batch_size=32,
+# Context, epochs, rate and batch (of windows): chosen by the search on CoNLL-2003's training sentences
+# (bench/configs/conll2003.yaml). Sentences that are not in document order want --document_context false.
+DEFAULTS = dict(document_context=True, num_train_epochs=5, learning_rate=1.88e-4, per_device_train_batch_size=8,
                 per_device_eval_batch_size=128, train_sampling_strategy="group_by_length")  # group: bench/ablations.py
 LORA_LEARNING_RATE = 2e-3  # --lora without a rate: chosen on held-out CoNLL sentences (studies/lora.py screen_ner)
 
@@ -50,7 +51,8 @@ class NerArguments(args.DataArguments):
         default=False, metadata={"help": "Read each sentence among its neighbours: the sentences, in file order, "
                                          "are packed into windows of --max_seq_length sub-tokens overlapping by "
                                          "--stride, each word tagged from the window where it sits most central. "
-                                         "Batches then count windows, not sentences."})
+                                         "Batches then count windows, not sentences. On by default (it "
+                                         "won on CoNLL-2003); false for sentences that are not in document order."})
     stride: int = field(
         default=32, metadata={"help": "Sub-tokens shared by consecutive windows of a sentence longer than "
                                       "--max_seq_length (such sentences are windowed, not truncated)."})
