@@ -194,14 +194,13 @@ def _groups(raw: RawData, column: str, cause: str, seed: int):
     CONSECUTIVE_ROWS groups rows by position (see run_length)."""
     train = raw.splits[TRAIN]
     if column == CONSECUTIVE_ROWS:
-        values = [str(i // run_length(len(train))) for i in range(len(train))]
-        groups = list(dict.fromkeys(values))
-        random.Random(seed).shuffle(groups)
-        return values, groups
-    if column not in train.column_names:
+        run = run_length(len(train))
+        values = [str(i // run) for i in range(len(train))]
+    elif column not in train.column_names:
         raise UserError(f"{cause}, but {raw.sources[TRAIN]} has no column '{column}' (columns: "
                         f"{', '.join(train.column_names)}): name one with --validation_split_by, or '' for random rows")
-    values = [str(value) for value in train[column]]
+    else:
+        values = [str(value) for value in train[column]]
     groups = list(dict.fromkeys(values))  # in order of first appearance, then shuffled
     random.Random(seed).shuffle(groups)
     return values, groups

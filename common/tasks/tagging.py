@@ -239,17 +239,18 @@ def window_encoder(tokenizer, tag_set, words_column, tags_column, max_length, st
         ids = [[label2id[t] for t in tags] for tags in gold] if gold else None
         mapping, reported = enc["overflow_to_sample_mapping"], set()
         for w, stream in enumerate(mapping):
-            word_ids, offsets, owner = enc.word_ids(w), enc["offset_mapping"][w], owners[stream]
+            word_ids, offsets = enc.word_ids(w), enc["offset_mapping"][w]
+            pieces = [owners[stream][word] if word is not None else None for word in word_ids]  # (row, k) or None
             continued = w > 0 and mapping[w - 1] == stream  # a later window: its first piece may be mid-word
-            first_content = next((j for j, word in enumerate(word_ids) if word is not None), None)
-            starts = []
-            for j, word in enumerate(word_ids):
-                new_word = word is not None and (j == 0 or word_ids[j - 1] != word)
+            first_content = next((j for j, piece in enumerate(pieces) if piece is not None), None)
+            starts = []  # the (row, k) of the word a piece starts, else None
+            for j, piece in enumerate(pieces):
+                new_word = piece is not None and (j == 0 or word_ids[j - 1] != word_ids[j])
                 mid_word = continued and j == first_content and offsets[j][0] > 0
-                starts.append(owner[word] if new_word and not mid_word else None)
+                starts.append(piece if new_word and not mid_word else None)
             # Each row is reported (its size and gold) once, by the first window holding a piece of it; rows
             # with no piece (no words, or only characters the tokenizer drops) by their stream's last window.
-            rows = {owner[word][0] for word in word_ids if word is not None}
+            rows = {piece[0] for piece in pieces if piece is not None}
             if w + 1 == len(mapping) or mapping[w + 1] != stream:
                 rows.update(members[stream])
             rows = sorted(rows - reported)
@@ -260,7 +261,6 @@ def window_encoder(tokenizer, tag_set, words_column, tags_column, max_length, st
             out["num_words"].append([len(sentences[r]) for r in rows])
             if gold:
                 out["gold_tags"].append([ids[r] for r in rows])
-                pieces = [owner[word] if word is not None else None for word in word_ids]
                 out["labels"].append([collators.IGNORED if piece is None else ids[piece[0]][piece[1]] if start
                                       else inside[ids[piece[0]][piece[1]]] if label_all_tokens else collators.IGNORED
                                       for piece, start in zip(pieces, starts)])
