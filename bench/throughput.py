@@ -30,9 +30,9 @@ WARMUP_STEPS = 5
 TASKS = {  # name: (recipe, bench config, main metric, optimizer steps, HF example defaults)
     "sst2": ("text_classification", "bench/configs/sst2.yaml", "eval_accuracy", 300,
              ["--max_seq_length", "128", "--per_device_train_batch_size", "8", "--learning_rate", "5e-5"]),
-    "conll2003": ("ner", "bench/configs/conll2003.yaml", "eval_f1", 150,  # run_ner reads each sentence alone
+    "conll2003": ("ner", "bench/configs/conll2003.yaml", "eval_f1", 150,  # run_ner: each sentence alone, lowercased
                   ["--max_seq_length", "128", "--per_device_train_batch_size", "8", "--learning_rate", "5e-5",
-                   "--document_context", "false"]),
+                   "--document_context", "false", "--case_token_types", "false"]),
     "squad": ("qa", "bench/configs/squad.yaml", "eval_f1", 60,
               ["--max_seq_length", "384", "--per_device_train_batch_size", "12", "--learning_rate", "3e-5"]),
 }

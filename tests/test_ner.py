@@ -155,6 +155,51 @@ def test_document_context_packs_neighbouring_sentences_and_gives_each_word_back_
     assert len(plain["input_ids"]) == 13  # without context: one window per (short) sentence
 
 
+def test_case_token_types_mark_every_piece_of_a_capitalised_word(tokenizer):
+    """--case_token_types: the uncased tokenizer lowercases, so a capital shows only as token type 1, on every
+    piece of the word (a name split in pieces too) and on no special token."""
+    tag_set = tagging.TagSet(["O", "B-PER"], "IOB2")
+    words = ["Kowalczykowski", "met", "anna", "in", "OSLO"]
+    batch = {"w": [words, ["Kowalczykowski"]], "t": [["B-PER", "O", "B-PER", "O", "O"], ["B-PER"]]}
+    marked = tagging.window_encoder(tokenizer, tag_set, "w", "t", 128, 0, case_token_types=True)(batch, [0, 1])
+    plain = tagging.window_encoder(tokenizer, tag_set, "w", "t", 128, 0)(batch, [0, 1])
+    assert marked["input_ids"] == plain["input_ids"] and not any(map(any, plain["token_type_ids"]))
+    encoding = tokenizer(words, is_split_into_words=True)
+    expected = [0 if word is None else int(words[word][0].isupper()) for word in encoding.word_ids()]
+    assert marked["token_type_ids"][0] == expected and sum(expected) > 2  # the surname's pieces, OSLO's
+    assert tokenizer.convert_ids_to_tokens(marked["input_ids"][0])[2].startswith("##")
+    assert marked["token_type_ids"][1][1:-1] == [1] * (len(marked["input_ids"][1]) - 2)
+    from transformers import BertConfig
+    assert tagging.case_token_types(tokenizer, BertConfig()) is True  # default: on, since this tokenizer lowercases
+    assert tagging.case_token_types(tokenizer, BertConfig(type_vocab_size=1)) is False  # e.g. RoBERTa's one type
+    assert tagging.case_token_types(tokenizer, BertConfig(), wanted=False) is False
+    with pytest.raises(UserError, match="--case_token_types needs a model with two token types"):
+        tagging.case_token_types(tokenizer, BertConfig(type_vocab_size=1), wanted=True)
+
+
+def test_case_token_types_let_an_uncased_model_tell_may_from_may(tiny_model, tmp_path):
+    """Rows that differ only in case ("may" the verb, "May" the name): lowercased, the model cannot tell them
+    apart; with --case_token_types it can, and common.tools.predict marks the case the same way."""
+    rows = [{"tokens": ["we", "saw", word, "."], "ner_tags": ["O", "O", tag, "O"]}
+            for word, tag in [("may", "O"), ("May", "B-PER")] * 16]
+    write_jsonl(tmp_path / "t.jsonl", rows)
+    scores = {}
+    for flags in (["--case_token_types", "false"], ["--case_token_types"]):
+        out = tmp_path / f"out{len(flags)}"  # out2: without, out1: with
+        run_recipe(TASK, "--model_name_or_path", tiny_model, "--train_file", tmp_path / "t.jsonl", "--test_file",
+                   tmp_path / "t.jsonl", "--do_train", "--do_predict", "--learning_rate", "1e-2", "--num_train_epochs",
+                   "15", "--document_context", "false", "--output_dir", out, *FAST, "--per_device_train_batch_size",
+                   "8", "--seed", "0", *flags)
+        scores[len(flags)] = read_json(out / "all_results.json")["predict_f1"]
+    assert scores[1] == 1.0 and scores[2] < 0.8, scores
+    assert "python -m common.tools.predict" in (out / "README.md").read_text()  # the card: not pipeline()
+    proc = subprocess.run([sys.executable, "-m", "common.tools.predict", str(out), "--input", str(tmp_path / "t.jsonl"),
+                           "--output", str(tmp_path / "again.jsonl")], cwd=ROOT, env=OFFLINE_ENV, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert [r["predicted_tags"] for r in read_jsonl(tmp_path / "again.jsonl")] == [r["ner_tags"] for r in rows]
+
+
 def test_ner_holds_out_runs_of_consecutive_sentences():
     """A held-out part and the folds take runs of consecutive rows: a document's sentences (and names) stay
     on one side, and a held-out sentence keeps its neighbours for --document_context."""
@@ -208,6 +253,7 @@ def test_real_weights_learn_demo_ner_and_pipeline_shows_tag_names(demo_data, tmp
     results = read_json(out / "all_results.json")
     assert results["eval_f1"] >= 0.9 and results["predict_f1"] >= 0.9, results  # templated names are easy
     assert results["predict_samples"] < 100  # windows of several sentences, not one per sentence
+    assert "case_token_types: true" in (out / "run_config.yaml").read_text()  # the default, for an uncased model
     rows = read_jsonl(out / "predictions.jsonl")
     assert len(rows) == 100 and all(len(r["predicted_tags"]) == len(r["tokens"]) for r in rows)
     proc = subprocess.run([sys.executable, "-m", "common.tools.predict", str(out), "--input",

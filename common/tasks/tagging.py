@@ -201,7 +201,7 @@ def check_rows(raw, words_column, tags_column):
 
 
 def window_encoder(tokenizer, tag_set, words_column, tags_column, max_length, stride, label_all_tokens=False,
-                   document_context=False):
+                   document_context=False, case_token_types=False):
     """A batched `map(..., with_indices=True)` function: each sentence as one or more overlapping windows; with
     document_context, the batch's consecutive sentences of one document (a `document` column, which CoNLL
     files get from their -DOCSTART- lines; else all of them) as one stream of words cut into overlapping
@@ -210,7 +210,8 @@ def window_encoder(tokenizer, tag_set, words_column, tags_column, max_length, st
     Per sub-token: `labels` (a word's tag on its first piece; its other pieces -100, or with label_all_tokens
     the I- form of the tag), and for merging back to words `example_index` and `word_index` (the row and the
     position in it of the word the piece starts, else -1). Per window: `sentences` (the rows it reports),
-    their `num_words` and `gold_tags` (per word)."""
+    their `num_words` and `gold_tags` (per word). With case_token_types, the pieces of a capitalised word get
+    token type 1 (see check_case_token_types)."""
     if not tokenizer.is_fast:
         raise UserError(f"the tokenizer {type(tokenizer).__name__} is not a fast (Rust) tokenizer: word alignment "
                         f"needs word_ids(); use a model with a tokenizer.json, or --tokenizer_name of a fast one")
@@ -259,6 +260,9 @@ def window_encoder(tokenizer, tag_set, words_column, tags_column, max_length, st
             out["word_index"].append([s[1] if s else -1 for s in starts])
             out["sentences"].append([indices[r] for r in rows])
             out["num_words"].append([len(sentences[r]) for r in rows])
+            if case_token_types:
+                out["token_type_ids"][w] = [int(piece is not None and sentences[piece[0]][piece[1]][:1].isupper())
+                                            for piece in pieces]
             if gold:
                 out["gold_tags"].append([ids[r] for r in rows])
                 out["labels"].append([collators.IGNORED if piece is None else ids[piece[0]][piece[1]] if start
@@ -266,6 +270,21 @@ def window_encoder(tokenizer, tag_set, words_column, tags_column, max_length, st
                                       for piece, start in zip(pieces, starts)])
         return out
     return encode
+
+
+def case_token_types(tokenizer, config, wanted=None) -> bool:
+    """--case_token_types: an uncased model (all-MiniLM-L6-v2 lowercases its input) cannot see a name's capital
+    letter, the strongest cue for NER in English. The flag marks the pieces of words that start with a capital
+    as token type 1, the pre-trained second-segment embedding, which fine-tuning learns to read (--lora, which
+    leaves it fixed, reads its pre-trained difference). It needs a model with two token types whose tokenizer
+    returns them (BERT's do). wanted None: on exactly when the tokenizer lowercases and the model can."""
+    able = "token_type_ids" in tokenizer.model_input_names and getattr(config, "type_vocab_size", 0) >= 2
+    if wanted is None:
+        return able and tokenizer("A")["input_ids"] == tokenizer("a")["input_ids"]
+    if wanted and not able:
+        raise UserError(f"--case_token_types needs a model with two token types (BERT-like); {config.model_type} "
+                        f"has {getattr(config, 'type_vocab_size', 0)}: drop the flag (a cased model sees case anyway)")
+    return wanted
 
 
 def words_from_windows(token_predictions, windows):
@@ -369,8 +388,12 @@ def draw_entity_scores(figure, scores, types):
     reports.draw_grouped_bars(figure, groups, series, "entity-level scores (seqeval, strict)", "score", (0, 1.05))
 
 
-def usage(model_dir) -> str:
-    """The model card's "Use it" code: the token-classification pipeline, words grouped into entities."""
+def usage(model_dir, case_token_types=False) -> str:
+    """The model card's "Use it" code: the token-classification pipeline, words grouped into entities; for a
+    model trained with --case_token_types, which pipeline() would not mark, the project's predict tool."""
+    if case_token_types:
+        return (f"# Trained with --case_token_types: pipeline() would not mark capitalised words; this does\n"
+                f"# python -m common.tools.predict {model_dir} --input new.jsonl --output tagged.jsonl")
     return (f"from transformers import pipeline\n\ntag = pipeline(\"token-classification\", model={model_dir!r}, "
             f"aggregation_strategy=\"simple\")\nprint(tag(\"Anna moved to Paris.\"))")
 

@@ -133,7 +133,8 @@ class _Tagging:
         scheme = "BIOES" if any(n[:2] in ("E-", "S-") for n in names) else "IOB2"
         tag_set = tagging.TagSet(names, scheme)
         encode = tagging.window_encoder(tokenizer, tag_set, words, tags, settings.get("max_seq_length", 128),
-                                        settings.get("stride", 32), document_context=settings.get("document_context"))
+                                        settings.get("stride", 32), document_context=settings.get("document_context"),
+                                        case_token_types=settings.get("case_token_types"))
         features = rows.map(encode, batched=True, with_indices=True, remove_columns=rows.column_names)
         return features, tagging.prediction_writer(tag_set, {TEST: features}, words, tags)
 
