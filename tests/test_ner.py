@@ -177,6 +177,31 @@ def test_case_token_types_mark_every_piece_of_a_capitalised_word(tokenizer):
         tagging.case_token_types(tokenizer, BertConfig(type_vocab_size=1), wanted=True)
 
 
+def test_case_dropout_unmarks_training_windows_only():
+    """--case_dropout: in training, the chosen windows see all-zero token types (the model's output equals
+    that of unmarked input); in evaluation the marks pass through; 0 leaves the model as it was."""
+    import torch
+    from transformers import BertConfig, BertForTokenClassification
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    model = BertForTokenClassification(config)
+    ids, types = torch.randint(5, 100, (4, 6)), torch.ones(4, 6, dtype=torch.long)
+    marked, unmarked = (model(input_ids=ids, token_type_ids=t).logits for t in (types, 0 * types))
+    assert not torch.allclose(marked, unmarked)
+    tagging.unmark_case_in_training(model, 0.999)
+    torch.testing.assert_close(model.train()(input_ids=ids, token_type_ids=types).logits, unmarked)
+    torch.testing.assert_close(model.eval()(input_ids=ids, token_type_ids=types).logits, marked)
+    halves = tagging.unmark_case_in_training(BertForTokenClassification(config), 0.5).train()
+    seen = []
+    halves.bert.embeddings.register_forward_pre_hook(lambda m, a, k: seen.append(k["token_type_ids"][:, 0]),
+                                                     with_kwargs=True)
+    halves(input_ids=torch.randint(5, 100, (400, 3)), token_type_ids=torch.ones(400, 3, dtype=torch.long))
+    assert 140 < int(seen[0].sum()) < 260  # about half the windows keep their marks
+    with pytest.raises(UserError, match="--case_dropout 1.0"):
+        tagging.case_token_types(None, config, wanted=False, dropout=1.0)
+
+
 def test_case_token_types_let_an_uncased_model_tell_may_from_may(tiny_model, tmp_path):
     """Rows that differ only in case ("may" the verb, "May" the name): lowercased, the model cannot tell them
     apart; with --case_token_types it can, and common.tools.predict marks the case the same way."""

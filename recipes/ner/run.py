@@ -61,6 +61,9 @@ class NerArguments(args.DataArguments):
                                          "lowercases) and a model with two token types. The trained model then "
                                          "tags through common.tools.predict, which marks them too (pipeline() "
                                          "does not)."})
+    case_dropout: float = field(
+        default=0.2, metadata={"help": "With --case_token_types: the fraction of training windows shown without case "
+                                       "marks, so the model also tags unmarked input (pipeline()) well. 0: off."})
     stride: int = field(
         default=32, metadata={"help": "Sub-tokens shared by consecutive windows of a sentence longer than "
                                       "--max_seq_length (such sentences are windowed, not truncated)."})
@@ -84,15 +87,17 @@ def main():
     # Tokenize words into windows of sub-tokens (sentences, or with --document_context runs of them); each
     # window remembers the sentence and position of every word it starts.
     tokenizer, config = modeling.load_tokenizer(cfg.model), modeling.load_config(cfg.model, tag_set)
-    data_args.case_token_types = tagging.case_token_types(tokenizer, config, data_args.case_token_types)
+    data_args.case_token_types = tagging.case_token_types(tokenizer, config, data_args.case_token_types,
+                                                          data_args.case_dropout)
     encoder = tagging.window_encoder(tokenizer, tag_set, words, tags, data_args.max_seq_length, data_args.stride,
                                      data_args.label_all_tokens, data_args.document_context,
                                      data_args.case_token_types)
     encoded = data.tokenize(raw, encoder, cfg, with_indices=True)
 
     # Model: pre-trained encoder + a fresh token-classification head (+ --freeze_encoder / --lora).
-    make_model = lambda model_args: modeling.load_model(  # noqa: E731  (per trial under --hpo_trials)
-        model_args, AutoModelForTokenClassification, config, "TOKEN_CLS")
+    make_model = lambda model_args: tagging.unmark_case_in_training(  # noqa: E731  (per trial under --hpo_trials)
+        modeling.load_model(model_args, AutoModelForTokenClassification, config, "TOKEN_CLS"),
+        data_args.case_dropout if data_args.case_token_types else 0)
 
     # Metrics and prediction files see words: window predictions are merged back per sentence first.
     trainers = training.TrainerFactory(  # a Trainer per run, or per trial under --hpo_trials
