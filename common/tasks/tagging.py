@@ -212,7 +212,7 @@ def window_encoder(tokenizer, tag_set, words_column, tags_column, max_length, st
     the I- form of the tag), and for merging back to words `example_index` and `word_index` (the row and the
     position in it of the word the piece starts, else -1). Per window: `sentences` (the rows it reports),
     their `num_words` and `gold_tags` (per word). With case_token_types, the pieces of a capitalised word get
-    token type 1 (see check_case_token_types)."""
+    token type 1 (see case_token_types)."""
     if not tokenizer.is_fast:
         raise UserError(f"the tokenizer {type(tokenizer).__name__} is not a fast (Rust) tokenizer: word alignment "
                         f"needs word_ids(); use a model with a tokenizer.json, or --tokenizer_name of a fast one")
@@ -409,7 +409,8 @@ def usage(model_dir, case_token_types=False) -> str:
     """The model card's "Use it" code: the token-classification pipeline, words grouped into entities; for a
     model trained with --case_token_types, which pipeline() would not mark, the project's predict tool."""
     if case_token_types:
-        return (f"# Trained with --case_token_types: pipeline() would not mark capitalised words; this does\n"
+        return (f"# Trained with --case_token_types: pipeline() would not mark capitalised words (it still tags,\n"
+                f"# less well, thanks to --case_dropout); the project's predict tool marks them as training did:\n"
                 f"# python -m common.tools.predict {model_dir} --input new.jsonl --output tagged.jsonl")
     return (f"from transformers import pipeline\n\ntag = pipeline(\"token-classification\", model={model_dir!r}, "
             f"aggregation_strategy=\"simple\")\nprint(tag(\"Anna moved to Paris.\"))")

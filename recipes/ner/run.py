@@ -85,7 +85,8 @@ def main():
     raw = tagging.training_mentions(raw, cfg, words, tags, tag_set.scheme)  # --augment mentions
 
     # Tokenize words into windows of sub-tokens (sentences, or with --document_context runs of them); each
-    # window remembers the sentence and position of every word it starts.
+    # window remembers the sentence and position of every word it starts. An uncased model sees capitals as
+    # token type 1 (--case_token_types, on by default where it can).
     tokenizer, config = modeling.load_tokenizer(cfg.model), modeling.load_config(cfg.model, tag_set)
     data_args.case_token_types = tagging.case_token_types(tokenizer, config, data_args.case_token_types,
                                                           data_args.case_dropout)
