@@ -52,12 +52,21 @@ from quality import TASKS  # noqa: E402  (the bench configs' recipes, kept in on
 RECIPES = {name: recipe for name, (recipe, _) in TASKS.items()}
 
 
+def scalar(text):
+    """A command line's value as YAML reads it, but '1e-4' as the number it means (YAML 1.1 wants '1.0e-4')."""
+    value = yaml.safe_load(text)
+    try:
+        return float(value) if isinstance(value, str) else value
+    except ValueError:
+        return value
+
+
 def enqueue(name, space_file, storage):
     """Queue the named config's values of the space's keys (or NAME's KEY=VALUE pairs) as a trial, unless the
     study has tried them."""
     space = yaml.safe_load((ROOT / space_file).read_text())
     if "=" in name:
-        params = {key: yaml.safe_load(value) for key, value in (pair.split("=", 1) for pair in name.split(","))}
+        params = {key: scalar(value) for key, value in (pair.split("=", 1) for pair in name.split(","))}
         if set(params) - set(space):
             sys.exit(f"choose: --try_first {name}: {sorted(set(params) - set(space))} not in {space_file}")
     else:

@@ -34,7 +34,8 @@ TASKS = {  # name: (recipe, bench config, main metric, optimizer steps, HF examp
                   ["--max_seq_length", "128", "--per_device_train_batch_size", "8", "--learning_rate", "5e-5",
                    "--document_context", "false", "--case_token_types", "false"]),
     "squad": ("qa", "bench/configs/squad.yaml", "eval_f1", 60,
-              ["--max_seq_length", "384", "--per_device_train_batch_size", "12", "--learning_rate", "3e-5"]),
+              ["--max_seq_length", "384", "--per_device_train_batch_size", "12", "--learning_rate", "3e-5",
+               "--case_token_types", "false"]),
 }
 HF_COMMON = ["--pad_to_max_length", "true", "--auto_bf16", "false", "--train_sampling_strategy", "random",
              "--per_device_eval_batch_size", "8", "--warmup_steps", "0"]

@@ -12,6 +12,7 @@ from common import data, modeling
 from common.data import ConllColumns, RawData
 from common.errors import UserError
 from common.tasks import tagging
+from common.techniques import case_marks
 from conftest import FAST, OFFLINE_ENV, ROOT, SHARED_DATA, read_json, read_jsonl, run_recipe, write_jsonl
 
 TASK = "ner"
@@ -170,11 +171,11 @@ def test_case_token_types_mark_every_piece_of_a_capitalised_word(tokenizer):
     assert tokenizer.convert_ids_to_tokens(marked["input_ids"][0])[2].startswith("##")
     assert marked["token_type_ids"][1][1:-1] == [1] * (len(marked["input_ids"][1]) - 2)
     from transformers import BertConfig
-    assert tagging.case_token_types(tokenizer, BertConfig()) is True  # default: on, since this tokenizer lowercases
-    assert tagging.case_token_types(tokenizer, BertConfig(type_vocab_size=1)) is False  # e.g. RoBERTa's one type
-    assert tagging.case_token_types(tokenizer, BertConfig(), wanted=False) is False
+    assert case_marks.resolve(tokenizer, BertConfig()) is True  # default: on, since this tokenizer lowercases
+    assert case_marks.resolve(tokenizer, BertConfig(type_vocab_size=1)) is False  # e.g. RoBERTa's one type
+    assert case_marks.resolve(tokenizer, BertConfig(), wanted=False) is False
     with pytest.raises(UserError, match="--case_token_types needs a model with two token types"):
-        tagging.case_token_types(tokenizer, BertConfig(type_vocab_size=1), wanted=True)
+        case_marks.resolve(tokenizer, BertConfig(type_vocab_size=1), wanted=True)
 
 
 def test_case_dropout_unmarks_training_windows_only():
@@ -189,17 +190,17 @@ def test_case_dropout_unmarks_training_windows_only():
     ids, types = torch.randint(5, 100, (4, 6)), torch.ones(4, 6, dtype=torch.long)
     marked, unmarked = (model(input_ids=ids, token_type_ids=t).logits for t in (types, 0 * types))
     assert not torch.allclose(marked, unmarked)
-    tagging.unmark_case_in_training(model, 0.999)
+    case_marks.unmark_in_training(model, 0.999)
     torch.testing.assert_close(model.train()(input_ids=ids, token_type_ids=types).logits, unmarked)
     torch.testing.assert_close(model.eval()(input_ids=ids, token_type_ids=types).logits, marked)
-    halves = tagging.unmark_case_in_training(BertForTokenClassification(config), 0.5).train()
+    halves = case_marks.unmark_in_training(BertForTokenClassification(config), 0.5).train()
     seen = []
     halves.bert.embeddings.register_forward_pre_hook(lambda m, a, k: seen.append(k["token_type_ids"][:, 0]),
                                                      with_kwargs=True)
     halves(input_ids=torch.randint(5, 100, (400, 3)), token_type_ids=torch.ones(400, 3, dtype=torch.long))
     assert 140 < int(seen[0].sum()) < 260  # about half the windows keep their marks
     with pytest.raises(UserError, match="--case_dropout 1.0"):
-        tagging.case_token_types(None, config, wanted=False, dropout=1.0)
+        case_marks.resolve(None, config, wanted=False, dropout=1.0)
 
 
 def test_case_token_types_let_an_uncased_model_tell_may_from_may(tiny_model, tmp_path):

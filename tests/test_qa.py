@@ -8,6 +8,7 @@ from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
 from common import modeling
 from common.tasks import span_extraction, squad
+from common.techniques import case_marks
 from common.tools import demo_data as demo
 from conftest import FAST, read_json, read_jsonl, run_recipe, write_csv, write_jsonl
 
@@ -133,6 +134,7 @@ def test_real_weights_find_answers_in_the_second_window_and_outputs_reload(demo_
                                      max_seq_length=48, doc_stride=8)
     assert answers == [predictions[r["id"]] for r in long_rows]
     assert AutoModelForQuestionAnswering.from_pretrained(out).config.architectures == ["BertForQuestionAnswering"]
+    assert "case_token_types: true" in (out / "run_config.yaml").read_text()  # the default, for an uncased model
 
 
 def _v2_squad(n, seed):
@@ -200,6 +202,54 @@ def test_flat_files_other_column_names_and_lora(tiny_model, tmp_path):
     assert any("qa_outputs" in key for key in adapter) and any("lora_A" in key for key in adapter)
     assert "qa_outputs.weight" in load_file(out / "model.safetensors")  # merged: a plain QA model
     assert len(read_json(out / "validation_predictions.json")) == 24 and "eval_f1" in read_json(out / "all_results.json")
+
+
+def test_case_token_types_mark_capitalised_words_in_question_and_context():
+    """--case_token_types: type 1 on every piece of a word that starts with a capital, in the question and in
+    each window's slice of context (a later window's first piece too), never on punctuation or special tokens;
+    the input ids are unchanged."""
+    tokenizer = AutoTokenizer.from_pretrained(modeling.default_model_path())
+    row = {"question": ["Who met McDonald's Kowalczykowski?"],
+           "context": ["Then Kowalczykowski met anna in OSLO, with McDonald's crew. " * 4]}
+    plain = span_extraction.window_encoder(tokenizer, "question", "context", None, 48, 16)(row, [0])
+    marked = span_extraction.window_encoder(tokenizer, "question", "context", None, 48, 16, True)(row, [0])
+    assert marked["input_ids"] == plain["input_ids"] and len(marked["input_ids"]) > 1
+    capitals = {"who", "mcdonald", "ko", "then", "oslo"}  # the first pieces of the capitalised words
+    for ids, types in zip(marked["input_ids"], marked["token_type_ids"]):
+        pieces = tokenizer.convert_ids_to_tokens(ids)
+        word_marks, mark, previous = [], 0, None
+        for piece in pieces:  # a piece after [SEP] that continues a word: only capitalised words split here
+            if piece.startswith("##"):
+                mark = mark or int(previous == "[SEP]")
+            else:
+                mark = int(piece in capitals)
+            word_marks.append(mark)
+            previous = piece
+        assert types == word_marks, list(zip(pieces, types))
+    assert case_marks.capitalised("McDonald's", 3) == 1 and case_marks.capitalised("McDonald's", 8) == 0
+    assert case_marks.capitalised("iPhone", 1) == 0 and case_marks.capitalised("x, Y", 1) == 0
+
+
+def test_case_token_types_let_an_uncased_model_find_the_capitalised_answer(tiny_model, tmp_path):
+    """The answer is the capitalised one of two words that lowercase alike ("may met May"): without marks the
+    model cannot tell them apart; with --case_token_types it can, and answer() marks as training did. (Scored
+    on the exact predicted text: SQuAD's EM and F1 ignore case.)"""
+    rows = []
+    for i, (first, second) in enumerate([("May", "may"), ("may", "May")] * 12):
+        context = f"{first} met {second} ."
+        rows.append({"id": str(i), "question": "who is named?", "context": context,
+                     "answers": {"text": ["May"], "answer_start": [context.index("May")]}})
+    write_jsonl(tmp_path / "t.jsonl", rows)
+    right = {}
+    for flags in (["--case_token_types", "false"], []):  # the default marks them, for this uncased tokenizer
+        out = tmp_path / f"out{len(flags)}"  # out2: without, out0: with
+        run_recipe(TASK, "--model_name_or_path", tiny_model, "--train_file", tmp_path / "t.jsonl", "--validation_file",
+                   tmp_path / "t.jsonl", "--do_train", "--do_eval", "--learning_rate", "1e-2", "--num_train_epochs",
+                   "20", "--output_dir", out, *FAST, "--per_device_train_batch_size", "8", "--seed", "0", *flags)
+        right[len(flags)] = sum(text == "May" for text in read_json(out / "validation_predictions.json").values())
+    assert right[0] == 24 and right[2] < 20, right
+    answers = span_extraction.answer(str(out), [r["question"] for r in rows], [r["context"] for r in rows])
+    assert answers == ["May"] * 24
 
 
 def test_held_out_questions_never_share_a_passage_with_training(tiny_model, tmp_path):

@@ -7,13 +7,15 @@ Every window keeps `example_index` (its example's row), `offset_mapping` (charac
 the evaluation loss is reported; a window that does not hold the whole answer points at CLS.
 """
 import logging
+import os
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from common import artifacts, reports
+from common import args, artifacts, reports
 from common.errors import UserError
 from common.tasks import squad
+from common.techniques import case_marks
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +47,12 @@ def check_windows_fit(tokenizer, raw, question_column, max_seq_length, doc_strid
                         f"tokens per window; use --doc_stride {room - 1} or less, or raise --max_seq_length")
 
 
-def window_encoder(tokenizer, question_column, context_column, answer_column, max_seq_length, doc_stride):
+def window_encoder(tokenizer, question_column, context_column, answer_column, max_seq_length, doc_stride,
+                   case_token_types=False):
     """A batched `map(..., with_indices=True)` function: each example becomes one window or more.
-    The question goes on the side the tokenizer does not pad (question first when it pads on the right)."""
+    The question goes on the side the tokenizer does not pad (question first when it pads on the right).
+    With case_token_types, the pieces of capitalised words (question and context) are token type 1 and all
+    others 0, in place of the question/context segments ([SEP] still parts them)."""
     context_first = tokenizer.padding_side == "left"
     context_sequence = 0 if context_first else 1
 
@@ -63,6 +68,10 @@ def window_encoder(tokenizer, question_column, context_column, answer_column, ma
             columns.update(start_positions=[], end_positions=[])
         for j, offsets in enumerate(enc["offset_mapping"]):
             sequence_ids = enc.sequence_ids(j)
+            if case_token_types:
+                texts = [pair[0][sample[j]], pair[1][sample[j]]]
+                enc["token_type_ids"][j] = [0 if s is None else case_marks.capitalised(texts[s], a)
+                                            for (a, _), s in zip(offsets, sequence_ids)]
             offsets = [list(o) if s == context_sequence else [-1, -1] for o, s in zip(offsets, sequence_ids)]
             enc["offset_mapping"][j] = offsets
             ids = enc["input_ids"][j]
@@ -183,8 +192,10 @@ def answer(model_dir, questions, contexts, max_seq_length=384, doc_stride=128, b
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = inference.load(model_dir, AutoModelForQuestionAnswering)
     examples = datasets.Dataset.from_dict({"question": list(questions), "context": list(contexts)})
-    windows = examples.map(window_encoder(tokenizer, "question", "context", None, max_seq_length, doc_stride),
-                           batched=True, with_indices=True, remove_columns=examples.column_names)
+    run_config = os.path.join(model_dir, args.RESOLVED_CONFIG_NAME)  # how training marked case, if it did
+    marks = os.path.exists(run_config) and bool(args.read_config_file(run_config).get("case_token_types"))
+    encode = window_encoder(tokenizer, "question", "context", None, max_seq_length, doc_stride, marks)
+    windows = examples.map(encode, batched=True, with_indices=True, remove_columns=examples.column_names)
     inputs = windows.remove_columns(["example_index", "offset_mapping", "cls_index"])
     logits = inference.batched_outputs(model, tokenizer, inputs, ("start_logits", "end_logits"), per_token=True,
                                        batch_size=batch_size)

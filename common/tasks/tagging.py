@@ -11,7 +11,6 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from datasets import ClassLabel, List, Sequence
 
 from common import artifacts, collators, labels, metrics, reports
@@ -271,37 +270,6 @@ def window_encoder(tokenizer, tag_set, words_column, tags_column, max_length, st
                                       for piece, start in zip(pieces, starts)])
         return out
     return encode
-
-
-def case_token_types(tokenizer, config, wanted=None, dropout=0.0) -> bool:
-    """--case_token_types: an uncased model (all-MiniLM-L6-v2 lowercases its input) cannot see a name's capital
-    letter, the strongest cue for NER in English. The flag marks the pieces of words that start with a capital
-    as token type 1, the pre-trained second-segment embedding, which fine-tuning learns to read (--lora, which
-    leaves it fixed, reads its pre-trained difference). It needs a model with two token types whose tokenizer
-    returns them (BERT's do). wanted None: on exactly when the tokenizer lowercases and the model can."""
-    if not 0 <= dropout < 1:
-        raise UserError(f"--case_dropout {dropout}: give a fraction of the training windows, at least 0 and below 1")
-    able = "token_type_ids" in tokenizer.model_input_names and getattr(config, "type_vocab_size", 0) >= 2
-    if wanted is None:
-        return able and tokenizer("A")["input_ids"] == tokenizer("a")["input_ids"]
-    if wanted and not able:
-        raise UserError(f"--case_token_types needs a model with two token types (BERT-like); {config.model_type} "
-                        f"has {getattr(config, 'type_vocab_size', 0)}: drop the flag (a cased model sees case anyway)")
-    return wanted
-
-
-def unmark_case_in_training(model, fraction):
-    """--case_dropout: in training only, a random `fraction` of the windows of each batch lose their case marks
-    (all token type 0), so the model also tags unmarked, lowercased input (what pipeline() passes it) rather than
-    failing on it. A forward pre-hook on the model, not saved with it."""
-    def unmark(module, args, kwargs):
-        types = kwargs.get("token_type_ids")
-        if module.training and types is not None:
-            kwargs["token_type_ids"] = types * (torch.rand(len(types), 1, device=types.device) >= fraction)
-        return args, kwargs
-    if fraction:
-        model.register_forward_pre_hook(unmark, with_kwargs=True)
-    return model
 
 
 def words_from_windows(token_predictions, windows):

@@ -159,7 +159,8 @@ class _SpanExtraction:
         length, stride = settings.get("max_seq_length", 384), settings.get("doc_stride", 128)
         span_extraction.check_windows_fit(tokenizer, raw, question, length, stride)
         rows = raw.splits[TEST]
-        encoder = span_extraction.window_encoder(tokenizer, question, context, None, length, stride)
+        encoder = span_extraction.window_encoder(tokenizer, question, context, None, length, stride,
+                                                 settings.get("case_token_types"))
         features = rows.map(encoder, batched=True, with_indices=True, remove_columns=rows.column_names)
         version_2 = settings.get("version_2_with_negative") or self._trained_on_v2(model_dir)
         scorer = span_extraction.SpanScorer(

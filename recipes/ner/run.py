@@ -23,7 +23,7 @@ from transformers import AutoModelForTokenClassification  # noqa: E402
 from common import args, collators, data, modeling, training  # noqa: E402
 from common.errors import exits_cleanly  # noqa: E402
 from common.tasks import tagging  # noqa: E402
-from common.techniques import imbalance  # noqa: E402
+from common.techniques import case_marks, imbalance  # noqa: E402
 
 # Tuned on CoNLL-2003 (bench/quality_results.md); the config file and the command line override them.
 # Context, epochs, rate and batch (of windows): chosen by the search on CoNLL-2003's training sentences
@@ -88,15 +88,15 @@ def main():
     # window remembers the sentence and position of every word it starts. An uncased model sees capitals as
     # token type 1 (--case_token_types, on by default where it can).
     tokenizer, config = modeling.load_tokenizer(cfg.model), modeling.load_config(cfg.model, tag_set)
-    data_args.case_token_types = tagging.case_token_types(tokenizer, config, data_args.case_token_types,
-                                                          data_args.case_dropout)
+    data_args.case_token_types = case_marks.resolve(tokenizer, config, data_args.case_token_types,
+                                                     data_args.case_dropout)
     encoder = tagging.window_encoder(tokenizer, tag_set, words, tags, data_args.max_seq_length, data_args.stride,
                                      data_args.label_all_tokens, data_args.document_context,
                                      data_args.case_token_types)
     encoded = data.tokenize(raw, encoder, cfg, with_indices=True)
 
     # Model: pre-trained encoder + a fresh token-classification head (+ --freeze_encoder / --lora).
-    make_model = lambda model_args: tagging.unmark_case_in_training(  # noqa: E731  (per trial under --hpo_trials)
+    make_model = lambda model_args: case_marks.unmark_in_training(  # noqa: E731  (per trial under --hpo_trials)
         modeling.load_model(model_args, AutoModelForTokenClassification, config, "TOKEN_CLS"),
         data_args.case_dropout if data_args.case_token_types else 0)
 

@@ -23,10 +23,10 @@ from transformers import AutoModelForQuestionAnswering  # noqa: E402
 from common import args, collators, data, modeling, training  # noqa: E402
 from common.errors import exits_cleanly  # noqa: E402
 from common.tasks import span_extraction, squad  # noqa: E402
-from common.techniques import augment  # noqa: E402
+from common.techniques import augment, case_marks  # noqa: E402
 
 # Tuned on the SQuAD v1.1 slice (bench/quality_results.md); the config file and the command line override them.
-DEFAULTS = dict(num_train_epochs=3, learning_rate=1e-4, per_device_train_batch_size=16, per_device_eval_batch_size=64,
+DEFAULTS = dict(num_train_epochs=5, learning_rate=1e-4, per_device_train_batch_size=16, per_device_eval_batch_size=64,
                 train_sampling_strategy="group_by_length")  # less padding: bench/ablations.py
 LORA_LEARNING_RATE = 2e-3  # --lora without a rate: chosen on held-out SQuAD questions (studies/lora.py screen_qa)
 
@@ -45,6 +45,12 @@ class QaArguments(args.DataArguments):
     version_2_with_negative: Optional[bool] = field(
         default=None, metadata={"help": "SQuAD v2.0: questions may have no answer. Default: true when some "
                                         "labelled question has no answer."})
+    case_token_types: Optional[bool] = field(
+        default=None, metadata={"help": "Mark the pieces of capitalised words (question and context) as token type 1, "
+                                        "in place of the question/context segments, so that an uncased model sees "
+                                        "case (answers are often names). Default: on for an uncased tokenizer (the "
+                                        "default all-MiniLM-L6-v2 lowercases) and a model with two token types. "
+                                        "answer() and the predict tool mark the same way."})
     null_score_diff_threshold: float = field(
         default=0.0, metadata={"help": "v2.0: answer '' when the null score beats the best span by more than "
                                        "this (the best value on your dev set is reported as best_f1_thresh)."})
@@ -70,15 +76,17 @@ def main():
     squad.drop_mismatched_answers(raw, context, answers)
     augment.refuse(cfg, "extractive QA", "answers are character spans of the context")
 
-    # Tokenize: each question with overlapping windows of its context; the stride is checked first.
+    # Tokenize: each question with overlapping windows of its context; the stride is checked first. An
+    # uncased model sees capitals as token type 1 (--case_token_types, on by default where it can).
     tokenizer = modeling.load_tokenizer(cfg.model)
     span_extraction.check_windows_fit(tokenizer, raw, question, data_args.max_seq_length, data_args.doc_stride)
+    config = modeling.load_config(cfg.model)
+    data_args.case_token_types = case_marks.resolve(tokenizer, config, data_args.case_token_types)
     encoder = span_extraction.window_encoder(tokenizer, question, context, answers, data_args.max_seq_length,
-                                             data_args.doc_stride)
+                                             data_args.doc_stride, data_args.case_token_types)
     encoded = data.tokenize(raw, encoder, cfg, desc="windowing", with_indices=True)
 
     # Model: pre-trained encoder + a fresh start/end head (qa_outputs; trained in full under --lora).
-    config = modeling.load_config(cfg.model)
     make_model = lambda model_args: modeling.load_model(  # noqa: E731  (per trial under --hpo_trials)
         model_args, AutoModelForQuestionAnswering, config, "QUESTION_ANS")
     collator = collators.dynamic_padding(tokenizer, cfg)
