@@ -211,7 +211,7 @@ def window_encoder(tokenizer, tag_set, words_column, tags_column, max_length, st
     the I- form of the tag), and for merging back to words `example_index` and `word_index` (the row and the
     position in it of the word the piece starts, else -1). Per window: `sentences` (the rows it reports),
     their `num_words` and `gold_tags` (per word). With case_token_types, the pieces of a capitalised word get
-    token type 1 (see case_token_types)."""
+    token type 1 (common.techniques.case_marks)."""
     if not tokenizer.is_fast:
         raise UserError(f"the tokenizer {type(tokenizer).__name__} is not a fast (Rust) tokenizer: word alignment "
                         f"needs word_ids(); use a model with a tokenizer.json, or --tokenizer_name of a fast one")
