@@ -446,6 +446,15 @@ def read_config_file(path, what="config file"):
     return config
 
 
+def run_settings(model_dir, required=False) -> dict:
+    """The settings a trained output directory was made with (its run_config.yaml); {} where it has none,
+    unless required."""
+    path = os.path.join(model_dir, RESOLVED_CONFIG_NAME)
+    if not required and not os.path.isfile(path):
+        return {}
+    return read_config_file(path, what="the model's run settings")
+
+
 def _to_argv(config: dict, known: set, source: str) -> list:
     """A config mapping as the equivalent command-line flags, so both paths parse identically."""
     argv = []

@@ -7,7 +7,6 @@ Every window keeps `example_index` (its example's row), `offset_mapping` (charac
 the evaluation loss is reported; a window that does not hold the whole answer points at CLS.
 """
 import logging
-import os
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -192,8 +191,7 @@ def answer(model_dir, questions, contexts, max_seq_length=384, doc_stride=128, b
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = inference.load(model_dir, AutoModelForQuestionAnswering)
     examples = datasets.Dataset.from_dict({"question": list(questions), "context": list(contexts)})
-    run_config = os.path.join(model_dir, args.RESOLVED_CONFIG_NAME)  # how training marked case, if it did
-    marks = os.path.exists(run_config) and bool(args.read_config_file(run_config).get("case_token_types"))
+    marks = bool(args.run_settings(model_dir).get("case_token_types"))  # mark case as training did
     encode = window_encoder(tokenizer, "question", "context", None, max_seq_length, doc_stride, marks)
     windows = examples.map(encode, batched=True, with_indices=True, remove_columns=examples.column_names)
     inputs = windows.remove_columns(["example_index", "offset_mapping", "cls_index"])

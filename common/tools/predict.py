@@ -19,7 +19,7 @@ from transformers import AutoTokenizer
 from transformers.trainer_utils import PredictionOutput
 
 from common import artifacts, data, inference
-from common.args import RUN_FINISHED_MARKER, RESOLVED_CONFIG_NAME, read_config_file
+from common.args import RUN_FINISHED_MARKER, RESOLVED_CONFIG_NAME, run_settings
 from common.data import TEST
 from common.errors import UserError, exits_cleanly
 from common.labels import SINGLE, LabelSet
@@ -44,7 +44,7 @@ def predict(model_dir, input_path, output_path, batch_size=32, threads=None, pro
     if auto_class is None:
         raise UserError(f"{model_dir}: a time-series model; common.tools.predict reads text models. Predict series with "
                         f"its recipe: --model_name_or_path {model_dir} --do_predict --test_file {input_path}")
-    settings = read_config_file(os.path.join(model_dir, RESOLVED_CONFIG_NAME), what="the model's run settings")
+    settings = run_settings(model_dir, required=True)
     task = _task(settings, model_dir)
     folder = os.path.dirname(os.path.abspath(output_path))
     if not os.path.isdir(folder):
