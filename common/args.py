@@ -455,6 +455,16 @@ def run_settings(model_dir, required=False) -> dict:
     return read_config_file(path, what="the model's run settings")
 
 
+def run_recipe(model_dir):
+    """The recipe script a trained output directory names on run_config.yaml's first line; None without one."""
+    path = os.path.join(model_dir, RESOLVED_CONFIG_NAME)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as fh:
+        first = fh.readline()
+    return first[len(RECIPE_COMMENT):].strip() if first.startswith(RECIPE_COMMENT) else None
+
+
 def _to_argv(config: dict, known: set, source: str) -> list:
     """A config mapping as the equivalent command-line flags, so both paths parse identically."""
     argv = []

@@ -29,7 +29,7 @@ import yaml
 
 from common import args as arguments
 from common import artifacts, metrics
-from common.args import RECIPE_COMMENT, RESOLVED_CONFIG_NAME, read_config_file, run_settings
+from common.args import RECIPE_COMMENT, RESOLVED_CONFIG_NAME, read_config_file, run_recipe, run_settings
 from common.data import TEST
 from common.errors import UserError, exits_cleanly
 from common.labels import MULTI, REGRESSION, SINGLE, LabelSet
@@ -132,13 +132,7 @@ def read_member(path, name) -> Member:
         raise UserError(f"{path}: a {task} model; ensembling supports {SUPPORTED}")
     id2label = model_config.get("id2label") or {}
     labels = [id2label[k] for k in sorted(id2label, key=int)]
-    resolved = os.path.join(path, RESOLVED_CONFIG_NAME)
-    recipe, run_config = None, run_settings(path)
-    if os.path.isfile(resolved):
-        with open(resolved) as fh:
-            first = fh.readline()
-        recipe = first[len(RECIPE_COMMENT):].strip() if first.startswith(RECIPE_COMMENT) else None
-    return Member(path, name, labels, problem_type, architecture, recipe, run_config)
+    return Member(path, name, labels, problem_type, architecture, run_recipe(path), run_settings(path))
 
 
 def check_compatible(members):
