@@ -7,6 +7,7 @@ import dataclasses
 import importlib.util
 import logging
 import os
+import types
 
 from transformers import AutoConfig, AutoTokenizer
 
@@ -135,9 +136,19 @@ def add_lora(model, model_args, peft_task_type):
                         lora_alpha=model_args.lora_alpha, lora_dropout=model_args.lora_dropout,
                         use_rslora=model_args.use_rslora, target_modules=targets, modules_to_save=in_full)
     try:
-        return get_peft_model(model, config)
+        return passing_every_input(get_peft_model(model, config))
     except ValueError as err:
         raise UserError(f"--lora_target_modules {targets}: {str(err).splitlines()[0]}") from None
+
+
+def passing_every_input(peft_model):
+    """peft's question-answering wrapper (0.21) drops token_type_ids and position_ids before calling the model:
+    a LoRA run would train and evaluate with every token type 0 while its merged model reads them. PeftModel's
+    own forward passes every input on unchanged."""
+    from peft import PeftModel, PeftModelForQuestionAnswering
+    if isinstance(peft_model, PeftModelForQuestionAnswering):
+        peft_model.forward = types.MethodType(PeftModel.forward, peft_model)
+    return peft_model
 
 
 def linear_layers(model, outside) -> list:
@@ -171,7 +182,7 @@ def load_trained(output_dir, auto_class):
     base_path = PeftConfig.from_pretrained(output_dir).base_model_name_or_path
     config = AutoConfig.from_pretrained(output_dir)  # the task's labels, saved beside the adapter
     base = auto_class.from_pretrained(base_path, config=config)
-    return PeftModel.from_pretrained(base, output_dir)
+    return passing_every_input(PeftModel.from_pretrained(base, output_dir))
 
 
 def from_pretrained(cls, name, model_args, flag="model_name_or_path", **kwargs):

@@ -347,6 +347,8 @@ class Search:
                    if t.number < trial.number]
         if len(earlier) >= self.run_args.hpo_trials:
             trial.set_user_attr("surplus", True)
+            print(f"search: trial {trial.number} not trained: the study had {self.run_args.hpo_trials} trials "
+                  "before it (another worker took the last one)", flush=True)
             self.study.stop()
             raise SurplusTrial(f"the study had {self.run_args.hpo_trials} trials before this one")
         params = self.space.suggest(trial)

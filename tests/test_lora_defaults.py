@@ -2,7 +2,8 @@
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, pipeline
+from transformers import (AutoModelForQuestionAnswering, AutoModelForSequenceClassification,
+                          AutoModelForTokenClassification, pipeline)
 
 from common import args, modeling
 from conftest import FAST, read_json, run_recipe, write_jsonl
@@ -11,9 +12,9 @@ TASK = "text_classification"
 STALLED = "training loss fell only from"
 
 
-def _lora_model(model_path, out, auto_class, task_type, *flags):
+def _lora_model(model_path, out, auto_class, task_type, *flags, num_labels=3):
     cfg = args.parse(argv=["--model_name_or_path", str(model_path), "--output_dir", str(out), "--lora", *flags])
-    config = modeling.load_config(cfg.model, num_labels=3)
+    config = modeling.load_config(cfg.model, num_labels=num_labels)
     return modeling.load_model(cfg.model, auto_class, config, task_type)
 
 
@@ -37,6 +38,38 @@ def test_default_lora_adapts_every_linear_layer_and_trains_the_pooler_in_full(ti
     assert set(old.peft_config["default"].target_modules) == {"query", "value"}
     assert old.peft_config["default"].use_rslora and old.peft_config["default"].r == 4
     assert not any("pooler" in n and p.requires_grad for n, p in old.named_parameters())
+
+
+@pytest.mark.parametrize("auto_class, task_type", [(AutoModelForSequenceClassification, "SEQ_CLS"),
+                                                  (AutoModelForTokenClassification, "TOKEN_CLS"),
+                                                  (AutoModelForQuestionAnswering, "QUESTION_ANS")])
+def test_a_lora_model_reads_token_types_as_its_merged_model_does(tiny_model, tmp_path, auto_class, task_type):
+    """peft's question-answering wrapper dropped token_type_ids: a QA --lora run trained and evaluated on token
+    type 0 everywhere, then saved a merged model that reads them. Trained, saved and reloaded adapters, and
+    the merged model, must give one answer for inputs whose second segment is type 1."""
+    torch.manual_seed(0)
+    model = _lora_model(tiny_model, tmp_path, auto_class, task_type, num_labels=2).eval()  # QA: start and end
+    with torch.no_grad():
+        for name, weight in model.named_parameters():
+            if "lora_B" in name:  # as after training: zero B would make the adapters a no-op
+                weight.normal_(std=0.5)
+    ids = torch.randint(1000, 2000, (2, 12))
+    second = torch.zeros_like(ids)
+    second[:, 6:] = 1
+
+    def outputs(m, token_types):
+        with torch.no_grad():
+            out = m(input_ids=ids, attention_mask=torch.ones_like(ids), token_type_ids=token_types)
+        return torch.cat([out[key].flatten() for key in out.keys() if key.endswith("logits")])
+
+    adapted = outputs(model, second)
+    assert not torch.allclose(adapted, outputs(model, torch.zeros_like(ids)), atol=1e-4)  # token types matter
+    model.save_pretrained(tmp_path / "adapter")
+    model.base_model.model.config.save_pretrained(tmp_path / "adapter")
+    reloaded = modeling.load_trained(tmp_path / "adapter", auto_class).eval()
+    merged = model.merge_and_unload().eval()
+    torch.testing.assert_close(outputs(reloaded, second), adapted, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(outputs(merged, second), adapted, atol=1e-4, rtol=1e-4)
 
 
 @pytest.fixture(scope="module")

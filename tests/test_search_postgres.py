@@ -67,7 +67,9 @@ def test_three_workers_started_together_on_a_new_study(tiny_model, demo_data, tm
     assert read_json(trained[0] / "all_results.json")["hpo_best_trial"] == study.best_trial.number
     named = {read_json(out / "best_run.json")["trial"] for out in outs if (out / "best_run.json").exists()}
     assert named == {study.best_trial.number}
+    # Each trial reported once, by the worker that took it, surplus ones as not trained.
     assert sum(stdout.count("search: trial ") for stdout, _ in results) == len(trials)
+    assert sum(stdout.count(" not trained: ") for stdout, _ in results) == len(trials) - len(counted)
 
 
 def test_a_killed_worker_trial_is_retried_and_a_restarted_worker_joins(tiny_model, demo_data, tmp_path,
