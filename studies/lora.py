@@ -3,6 +3,8 @@
     python studies/lora.py screen      # 1 seed, settings chosen on held-out parts of the training data
     python studies/lora.py confirm     # 3 seeds: full fine-tuning, the old and the new LoRA defaults, on dev
     python studies/lora.py screen_ner  # 1 seed: LoRA's learning rate for NER, on held-out training sentences
+    python studies/lora.py screen_qa   # 1 seed: LoRA's learning rate for QA, on held-out training questions
+    python studies/lora.py screen_qa_token_types  # 1 seed: QA LoRA with token-type embeddings / without marks
     python studies/lora.py real        # 3 seeds: the LoRA default against full fine-tuning on SST-2, CoNLL, SQuAD
     python studies/lora.py frozen      # 3 seeds: the frozen encoder on SST-2, head alone or with the pooler
     python studies/lora.py --report    # only rebuild studies/lora_results.md from studies/lora_results.jsonl
@@ -83,6 +85,11 @@ VARIANTS = {
     "LoRA all-linear + pooler, r 16 alpha 32 rsLoRA, full's lr": [*ALL_LINEAR, "--lora_r", "16", "--lora_alpha",
                                                                   "32", "--use_rslora"],
 }
+# QA reads token types (question/context, capitals marked), whose embeddings LoRA leaves frozen.
+VARIANTS["LoRA all-linear, head + token-type embeddings in full, lr 2e-3"] = [
+    *ALL_LINEAR, "--lora_modules_to_save", "qa_outputs", "token_type_embeddings", "--learning_rate", "2e-3"]
+VARIANTS["LoRA all-linear + pooler, lr 2e-3, capitals not marked"] = [*ALL_LINEAR, "--learning_rate", "2e-3",
+                                                                      "--case_token_types", "false"]
 VARIANTS["LoRA new default (all-linear, r 8, pooler in full), lr 5e-4"] = ["--lora", "--learning_rate", "5e-4"]
 NEW, OLD = list(VARIANTS)[-1], list(VARIANTS)[1]
 FULL = "full fine-tuning"
@@ -110,6 +117,10 @@ STAGES = {  # stage: [(set, variants, seeds)], run in this order
                     "LoRA all-linear + pooler, lr 1e-3", "LoRA all-linear + pooler, lr 2e-3"], (1,))],
     "screen_qa": [("SQuAD held-out (600/300 train)", ["LoRA all-linear + pooler, lr 1e-3",
                    "LoRA all-linear + pooler, lr 2e-3"], (1,))],
+    # After the fix that gives a QA LoRA run its token types (they were dropped): what LoRA does with them.
+    "screen_qa_token_types": [("SQuAD held-out (600/300 train)", [
+        "LoRA all-linear, head + token-type embeddings in full, lr 2e-3",
+        "LoRA all-linear + pooler, lr 2e-3, capitals not marked"], (1,))],
     "real": [*[(name, [LORA_DEFAULT[name], FULL], (seed,)) for seed in (1, 2, 3) for name in REAL_SETS[:2]],
              *[(REAL_SETS[2], [LORA_DEFAULT[REAL_SETS[2]], FULL], (seed,)) for seed in (1, 2, 3)]],  # QA: slowest
     "frozen": [("SST-2 (2,000/872)", list(FROZEN), (1, 2, 3))],
