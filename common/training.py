@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import os
+import shutil
 from typing import Callable, Optional
 
 import datasets
@@ -259,6 +260,9 @@ def save_model(trainer):
     trainer.save_model(adapter_dir)
     if trainer.is_world_process_zero():
         trainer.model.get_base_model().config.save_pretrained(adapter_dir)
+        # The run's settings beside the adapter too: answer(), predict and export read how inputs were
+        # encoded (QA's capital marks, the columns) from the directory they are given.
+        shutil.copy(os.path.join(trainer.args.output_dir, arguments.RESOLVED_CONFIG_NAME), adapter_dir)
     _drop_pickled_args(trainer, adapter_dir)
 
 

@@ -202,6 +202,11 @@ def test_flat_files_other_column_names_and_lora(tiny_model, tmp_path):
     assert any("qa_outputs" in key for key in adapter) and any("lora_A" in key for key in adapter)
     assert "qa_outputs.weight" in load_file(out / "model.safetensors")  # merged: a plain QA model
     assert len(read_json(out / "validation_predictions.json")) == 24 and "eval_f1" in read_json(out / "all_results.json")
+    # The adapter folder answers as the merged model: it holds the run's settings (capitals marked) too.
+    questions, contexts = [r["question"] for r in rows], [r["context"] for r in rows]
+    assert (out / modeling.ADAPTER_DIR / "run_config.yaml").read_text() == (out / "run_config.yaml").read_text()
+    assert span_extraction.answer(out / modeling.ADAPTER_DIR, questions, contexts) == span_extraction.answer(
+        out, questions, contexts)
 
 
 def test_case_token_types_mark_capitalised_words_in_question_and_context():
