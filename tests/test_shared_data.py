@@ -14,3 +14,22 @@ def test_sst2_subset_learns_real_sentiment(tmp_path):
     results = read_json(out / "all_results.json")
     # all-MiniLM-L6-v2 after 3,000 sentences: well above the 50.9% majority class on the official dev set.
     assert results["eval_samples"] == 872 and results["eval_accuracy"] >= 0.75, results
+
+
+def test_sst2_phrases_join_the_sentence_they_come_from():
+    """bench/sst2_groups.py: a held-out group never leaves a phrase of its sentence in training."""
+    import sys
+
+    import pandas as pd
+    from conftest import ROOT
+    sys.path.insert(0, str(ROOT / "bench"))
+    from sst2_groups import sentence_groups
+
+    assert sentence_groups(["kids , spirit", "a film of kids , spirit and heart", "a film", "other words"]) == [1, 1, 1, 3]
+    texts = pd.read_csv(SST2 / "train.tsv", sep="\t", quoting=3, keep_default_na=False).sentence.tolist()
+    groups = sentence_groups(texts)
+    roots = set(groups)
+    # The treebank's training split has 8,544 sentences, some of them repeated as phrases of longer ones.
+    assert 6000 < len(roots) < 8544
+    for row in range(0, len(texts), 97):
+        assert f" {' '.join(texts[row].split())} " in f" {' '.join(texts[groups[row]].split())} "
