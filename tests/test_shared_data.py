@@ -1,7 +1,8 @@
-"""A short run on real public data (GLUE SST-2 from ../shared/data), when that folder is beside the clone."""
+"""Real public data (GLUE SST-2 from ../shared/data), when that folder is beside the clone: a short run, and the
+sentence groups the SST-2 search holds out (bench/sst2_groups.py)."""
 import pytest
 
-from conftest import FAST, SHARED_DATA, read_json, run_recipe
+from conftest import FAST, ROOT, SHARED_DATA, read_json, run_recipe
 
 SST2 = SHARED_DATA / "sst2"
 pytestmark = pytest.mark.skipif(not SST2.is_dir(), reason="../shared/data/sst2 is not beside this clone")
@@ -17,11 +18,11 @@ def test_sst2_subset_learns_real_sentiment(tmp_path):
 
 
 def test_sst2_phrases_join_the_sentence_they_come_from():
-    """bench/sst2_groups.py: a held-out group never leaves a phrase of its sentence in training."""
+    """bench/sst2_groups.py: every row joins a longer row (its sentence) that contains it as a run of words, so
+    holding out a group holds out the sentence's phrases with it."""
     import sys
 
     import pandas as pd
-    from conftest import ROOT
     sys.path.insert(0, str(ROOT / "bench"))
     from sst2_groups import sentence_groups
 
