@@ -18,29 +18,22 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.throughput import append_section, device_name  # noqa: E402
 from common.modeling import default_model_path  # noqa: E402
+from studies.frozen_heads import summaries  # noqa: E402
 
 RESULTS = ROOT / "bench/rte_embedding_probe_results.md"
 DATA = ROOT.parent / "shared" / "data" / "rte"
 C_VALUES = (0.003, 0.01, 0.03, 0.1, 1.0)
 
 
-def embed(texts, tokenizer, model, batch_size=64):
+def embed(texts, tokenizer, model):
     """Unit-length mean-pooled embeddings, as sentence-transformers computes them for this model."""
-    chunks = []
-    for start in range(0, len(texts), batch_size):
-        batch = tokenizer(texts[start:start + batch_size], padding=True, truncation=True, max_length=256,
-                          return_tensors="pt")
-        with torch.no_grad():
-            hidden = model(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).float()
-        chunks.append(torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1))
-    return torch.cat(chunks).numpy()
+    means = summaries(model, tokenizer, texts, max_length=256)["mean of token outputs"]
+    return means / np.linalg.norm(means, axis=1, keepdims=True)
 
 
 def pair_features(frame, tokenizer, model):

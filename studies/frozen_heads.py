@@ -25,11 +25,12 @@ def read(path, limit=None):
     return [s for s, _ in rows], np.array([int(label) for _, label in rows])
 
 
-def summaries(model, tokenizer, sentences):
+def summaries(model, tokenizer, sentences, max_length=128):
+    """{name: one row per sentence} for the three summaries, from one forward pass per batch."""
     parts = {"[CLS] token": [], "pooler output (tanh dense over [CLS])": [], "mean of token outputs": []}
     with torch.no_grad():
         for start in range(0, len(sentences), 64):
-            batch = tokenizer(sentences[start:start + 64], padding=True, truncation=True, max_length=128,
+            batch = tokenizer(sentences[start:start + 64], padding=True, truncation=True, max_length=max_length,
                               return_tensors="pt")
             out = model(**batch)
             mask = batch["attention_mask"].unsqueeze(-1).float()
