@@ -50,6 +50,8 @@ def main():
     from sklearn.model_selection import cross_val_score
     from transformers import AutoModel, AutoTokenizer
 
+    if not DATA.is_dir():
+        sys.exit(f"{DATA} not found: this benchmark needs ../shared/data beside the clone")
     started = time.time()
     read = dict(sep="\t", quoting=3)
     train, dev = pd.read_csv(DATA / "train.tsv", **read), pd.read_csv(DATA / "dev.tsv", **read)
