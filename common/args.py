@@ -100,10 +100,6 @@ class ModelArguments:
     reinit_top_layers: int = field(
         default=0, metadata={"help": "Draw the top N encoder layers (and the pooler the head reads) afresh before "
                                      "training (Zhang et al. 2021), e.g. 2.", **TRAINING_ONLY})
-    pooling: str = field(
-        default="cls", metadata={"help": "What a sequence classifier's head reads: cls (BERT's pooler over [CLS]) or "
-                                         "mean (the pooler over the mean of the token outputs).",
-                                 "choices": ["cls", "mean"]})
     lora: bool = field(default=False, metadata={"help": "Wrap the model in PEFT LoRA adapters.", **TRAINING_ONLY})
     lora_r: int = 8
     lora_alpha: int = 16

@@ -12,7 +12,7 @@ import types
 from transformers import AutoConfig, AutoTokenizer
 
 from common.errors import UserError
-from common.techniques import feature_cache, mean_pooling, reinit
+from common.techniques import feature_cache, reinit
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +66,6 @@ def load_model(model_args, auto_class, config, peft_task_type):
                             ignore_mismatched_sizes=model_args.ignore_mismatched_sizes)
     if model_args.reinit_top_layers:
         reinit.apply(model, model_args.reinit_top_layers, pooler=pooler_name(model))
-    if model_args.pooling == "mean":
-        mean_pooling.install(model)
     return choose_what_trains(model, model_args, peft_task_type)
 
 
