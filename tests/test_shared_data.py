@@ -34,3 +34,36 @@ def test_sst2_phrases_join_the_sentence_they_come_from():
     assert 6000 < len(roots) < 8544
     for row in range(0, len(texts), 97):
         assert f" {' '.join(texts[row].split())} " in f" {' '.join(texts[groups[row]].split())} "
+
+
+def test_cloze_questions_ask_about_an_entity_the_rest_of_the_story_names():
+    """bench/squad_cloze.py: the question is one sentence with an entity replaced by a question word, the
+    context the story without that sentence, and the answer that entity where the context names it."""
+    import json
+    import subprocess
+    import sys
+    sys.path.insert(0, str(ROOT / "bench"))
+    from squad_cloze import cloze_questions
+
+    story = [("Shearer , back from injury , played for Newcastle on Saturday .".split(),
+              "B-PER O O O O O O O B-ORG O O O".split()),
+             ("The England striker Shearer scored twice in the second half at the ground .".split(),
+              "O B-LOC O B-PER O O O O O O O O O O".split()),
+             ("1 2 3".split(), "O O O".split())]
+    asked = {q["question"]: (p["context"], q["answers"][0]) for p in cloze_questions(story, 7) for q in p["qas"]}
+    assert set(asked) == {"The England striker who scored twice in the second half at the ground ?",
+                          "who, back from injury, played for Newcastle on Saturday ?"}  # not Newcastle: named once
+    context, answer = asked["The England striker who scored twice in the second half at the ground ?"]
+    assert "scored twice" not in context and answer["text"] == "Shearer"
+    assert context[answer["answer_start"]:].startswith("Shearer, back from injury")  # spaced as news text
+    if (SHARED_DATA / "conll2003" / "train.txt").exists():
+        out = ROOT / "bench" / "out" / "test_cloze.json"
+        subprocess.run([sys.executable, "bench/squad_cloze.py", "--max_questions", "300", "--output", str(out)],
+                       cwd=ROOT, check=True, capture_output=True)
+        paragraphs = [p for article in json.loads(out.read_text())["data"] for p in article["paragraphs"]]
+        out.unlink()
+        assert len(paragraphs) == 300
+        for p in paragraphs:
+            answer = p["qas"][0]["answers"][0]
+            assert p["context"][answer["answer_start"]:].startswith(answer["text"])
+            assert p["qas"][0]["question"].endswith("?")
