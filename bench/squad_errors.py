@@ -6,10 +6,12 @@ For each run (its validation_predictions.json and validation_nbest_predictions.j
 articles) it prints how often the answer lies in a gold answer's sentence, how many questions score 0 F1, the
 F1 of the best of the top 5 and top 20 candidates (what a perfect re-ranker could reach), and dev F1 when the
 default encoder's question-sentence similarity (the mean-pooled sentence embedding it was trained for) is
-added to each candidate's score with weight 0, 1, 2, 4 or 8. An analysis on dev, for reading, never for
+added to each candidate's score with weight 0, 1, 2, 4 or 8; given several runs, the F1 of their vote (each
+answer text's probabilities summed over the runs' candidates: an ensemble of the runs). An analysis on dev, for reading, never for
 choosing settings. Sentences are split at ". " before a capital, digit or quote.
 """
 import argparse
+import collections
 import json
 import re
 import sys
@@ -92,6 +94,16 @@ def main():
         print(f"{run}: answer in a gold sentence {100 * in_sentence:.1f}%, F1 0 for {100 * zero:.1f}%, "
               f"best of top 5 {100 * oracle[5]:.1f} / top 20 {100 * oracle[20]:.1f} F1; with the similarity "
               f"weighted {WEIGHTS}: " + " ".join(f"{f:.2f}" for f in reranked))
+    if len(args.runs) > 1:
+        nbests = [json.loads((Path(run) / "validation_nbest_predictions.json").read_text()) for run in args.runs]
+        voted = []
+        for qid, *_, golds, _ in rows:
+            votes = collections.Counter()
+            for nbest in nbests:
+                for candidate in nbest[qid]:
+                    votes[candidate["text"]] += candidate["probability"]
+            voted.append(best_f1(votes.most_common(1)[0][0], golds))
+        print(f"the {len(args.runs)} runs' vote (an ensemble): F1 {100 * np.mean(voted):.2f}")
 
 
 if __name__ == "__main__":
