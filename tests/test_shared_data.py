@@ -1,5 +1,5 @@
 """Real public data (GLUE SST-2 from ../shared/data), when that folder is beside the clone: a short run, and the
-sentence groups the SST-2 search holds out (bench/sst2_groups.py)."""
+sentence groups the SST-2 search holds out (bench/sst2_groups.py), and the other bench scripts' data helpers."""
 import pytest
 
 from conftest import FAST, ROOT, SHARED_DATA, read_json, run_recipe
@@ -67,3 +67,16 @@ def test_cloze_questions_ask_about_an_entity_the_rest_of_the_story_names():
             answer = p["qas"][0]["answers"][0]
             assert p["context"][answer["answer_start"]:].startswith(answer["text"])
             assert p["qas"][0]["question"].endswith("?")
+
+
+def test_squad_errors_finds_the_sentence_of_a_position():
+    """bench/squad_errors.py splits a context into sentences at ". " before a capital, digit or quote only (a rough
+    splitter: "Mr. Smith" splits too)."""
+    import sys
+    sys.path.insert(0, str(ROOT / "bench"))
+    from squad_errors import sentence_of, sentence_spans
+
+    context = 'Mr. Smith came in 1901. He left. "Why?" she asked. e.g. this stays'
+    spans = sentence_spans(context)
+    assert [context[a:b] for a, b in spans] == ["Mr.", "Smith came in 1901.", "He left.", '"Why?" she asked. e.g. this stays']
+    assert sentence_of(spans, context.index("left")) == 2 and sentence_of(spans, context.index("stays")) == 3
