@@ -8,11 +8,11 @@ place: where, an organisation: which organisation, other names: what), its conte
 its answer the entity's mention in a nearby sentence; the question's own sentence is never there to copy from:
     question  "who scored twice in the second half ?"     (from "Shearer scored twice in the second half .")
     context   "Shearer, back from injury, played for ..."   answer "Shearer"
-Measured, not kept: the default model after 2 epochs of these (4,135 questions then, 4 min; the script now
-reads entities as the NER recipe does, an I-X after another type opening an entity, and writes 4,172) then the SQuAD bench
-config scores 53.1 held-out F1 on whole training articles at its best epoch (52.2 averaged), against 55.1 (55.3)
-from the default model (bench/search/squad_articles_cloze.log): a head start after the first epoch (+3.4)
-that is gone by the last.
+Measured, not kept: the default model after 2 epochs of these (4 min) then the SQuAD bench config scores 53.1
+held-out F1 on whole training articles at its best epoch (52.2 averaged), against 55.1 (55.3) from the default
+model (bench/search/squad_articles_cloze.log): a head start after the first epoch (+3.4) that is gone by the last.
+That run had 4,135 questions; the script now reads entities as the NER recipe does (an I-X after another type
+opens an entity) and writes 4,172.
 
 Stories are told apart by their datelines ("LONDON 1996-08-22"): train.txt has no -DOCSTART- lines. Only the
 training split is read; CoNLL's dev and test sets and SQuAD's dev articles are never used.
