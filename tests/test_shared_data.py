@@ -80,3 +80,18 @@ def test_squad_errors_finds_the_sentence_of_a_position():
     spans = sentence_spans(context)
     assert [context[a:b] for a, b in spans] == ["Mr.", "Smith came in 1901.", "He left.", '"Why?" she asked. e.g. this stays']
     assert sentence_of(spans, context.index("left")) == 2 and sentence_of(spans, context.index("stays")) == 3
+
+
+def test_qnli_pairs_hold_the_answer_sentence_and_its_closest_rival():
+    """bench/qnli_from_squad.py: per question, its answer's sentence (label 0) and the other sentence of the
+    passage sharing the most words with the question (label 1)."""
+    import sys
+    sys.path.insert(0, str(ROOT / "bench"))
+    from qnli_from_squad import pairs
+
+    context = "The dome is gold. The statue on the dome faces north. Tours start at noon."
+    question = {"question": "Which way does the statue on the dome face?",
+                "answers": [{"text": "north", "answer_start": context.index("north")}]}
+    rows = pairs([{"paragraphs": [{"context": context, "qas": [question]}]}])
+    assert rows == [("The statue on the dome faces north.", question["question"], 0),
+                    ("The dome is gold.", question["question"], 1)]
