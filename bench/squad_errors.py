@@ -71,6 +71,11 @@ def main():
     args = parser.parse_args()
     if not DEV.exists():
         sys.exit(f"error: {DEV} not found: put the shared data (../shared/data, beside the clone) in place")
+    for run in args.runs:
+        for name in ("validation_predictions.json", "validation_nbest_predictions.json"):
+            if not (Path(run) / name).exists():
+                sys.exit(f"error: {Path(run) / name} not found: give QA output directories evaluated on the slice's "
+                         f"dev.json, e.g. from python bench/quality.py squad --seeds 42 43 44")
     torch.set_num_threads(1)
     rows = questions()
     print(f"{len(rows)} questions; the encoder's most similar sentence holds the answer for "
