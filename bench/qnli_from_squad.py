@@ -7,6 +7,10 @@ Each question gives two pairs: the sentence holding its answer (label 0, "entail
 sentence of its passage that shares the most words with it (label 1, "not_entailment"), so word overlap alone
 does not tell them apart. sentence1 is the passage's sentence, sentence2 the question, as RTE's premise and
 hypothesis. Only train.json is read; the slice's dev articles are never used.
+
+Measured (bench/search/rte_qnli.log has the commands): the default model after 2 epochs on these pairs, then
+RTE with the bench config's settings and no re-initialising, scores 65.9 on RTE's held-out training pairs
+(60.9 from the default model) and 67.5 ± 2.0 on RTE dev over 3 seeds (the bench config: 59.6 ± 1.0).
 """
 import json
 import re
