@@ -28,6 +28,7 @@ from frozen_heads import summaries  # noqa: E402
 
 DEV = ROOT.parent / "shared" / "data" / "squad" / "dev.json"
 WEIGHTS = (0, 1, 2, 4, 8)
+PREDICTIONS = ("validation_predictions.json", "validation_nbest_predictions.json")  # best answer, candidates
 
 
 def sentence_spans(context):
@@ -61,6 +62,14 @@ def questions():
     return out
 
 
+def with_similarity(candidates, weight, context, spans, sims):
+    """The candidate whose score plus `weight` times its sentence's similarity to the question is highest."""
+    def score(candidate):
+        at = context.find(candidate["text"])
+        return candidate["score"] + (weight * sims[sentence_of(spans, at)] if at >= 0 else 0)
+    return max(candidates, key=score)["text"]
+
+
 def best_f1(text, golds):
     return max(f1(text, gold) for gold in golds)
 
@@ -72,7 +81,7 @@ def main():
     if not DEV.exists():
         sys.exit(f"error: {DEV} not found: put the shared data (../shared/data, beside the clone) in place")
     for run in args.runs:
-        for name in ("validation_predictions.json", "validation_nbest_predictions.json"):
+        for name in PREDICTIONS:
             if not (Path(run) / name).exists():
                 sys.exit(f"error: {Path(run) / name} not found: give QA output directories evaluated on the slice's "
                          f"dev.json, e.g. from python bench/quality.py squad --seeds 42 43 44")
@@ -80,27 +89,20 @@ def main():
     rows = questions()
     print(f"{len(rows)} questions; the encoder's most similar sentence holds the answer for "
           f"{100 * np.mean([int(np.argmax(sims)) in gold for _, _, _, sims, _, gold in rows]):.1f}%")
-    for run in args.runs:
-        best = json.loads((Path(run) / "validation_predictions.json").read_text())
-        nbest = json.loads((Path(run) / "validation_nbest_predictions.json").read_text())
+    predictions = {run: [json.loads((Path(run) / name).read_text()) for name in PREDICTIONS] for run in args.runs}
+    for run, (best, nbest) in predictions.items():
         in_sentence = np.mean([sentence_of(spans, context.find(best[qid])) in gold
                                for qid, context, spans, _, _, gold in rows])
         zero = np.mean([best_f1(best[qid], golds) == 0 for qid, _, _, _, golds, _ in rows])
         oracle = {k: np.mean([max(best_f1(c["text"], golds) for c in nbest[qid][:k]) for qid, *_, golds, _ in rows])
                   for k in (5, 20)}
-
-        def with_similarity(weight, qid, context, spans, sims):
-            def score(candidate):
-                at = context.find(candidate["text"])
-                return candidate["score"] + (weight * sims[sentence_of(spans, at)] if at >= 0 else 0)
-            return max(nbest[qid][:20], key=score)["text"]
-        reranked = [100 * np.mean([best_f1(with_similarity(w, qid, context, spans, sims), golds)
+        reranked = [100 * np.mean([best_f1(with_similarity(nbest[qid][:20], w, context, spans, sims), golds)
                                    for qid, context, spans, sims, golds, _ in rows]) for w in WEIGHTS]
         print(f"{run}: answer in a gold sentence {100 * in_sentence:.1f}%, F1 0 for {100 * zero:.1f}%, "
               f"best of top 5 {100 * oracle[5]:.1f} / top 20 {100 * oracle[20]:.1f} F1; with the similarity "
               f"weighted {WEIGHTS}: " + " ".join(f"{f:.2f}" for f in reranked))
     if len(args.runs) > 1:
-        nbests = [json.loads((Path(run) / "validation_nbest_predictions.json").read_text()) for run in args.runs]
+        nbests = [nbest for _, nbest in predictions.values()]
         voted = []
         for qid, *_, golds, _ in rows:
             votes = collections.Counter()
