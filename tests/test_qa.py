@@ -59,6 +59,8 @@ def test_answer_only_in_second_window_points_at_cls_in_the_first():
     assert texts == {"q": row["answers"]["text"][0]}
     assert len(nbest["q"]) == 3 and nbest["q"][0]["score"] == 10.0
     assert sum(e["probability"] for e in nbest["q"]) == pytest.approx(1.0)
+    for entry in nbest["q"]:  # each candidate's offsets locate its text in the context
+        assert row["context"][slice(*entry["offsets"])] == entry["text"]
 
 
 def test_left_padding_tokenizer_puts_the_context_first():

@@ -152,9 +152,13 @@ def extract_answers(predictions, windows, contexts, ids, n_best_size=20, max_ans
     first = np.searchsorted(candidate["example"], np.arange(len(ids)), side="left")
     last = np.searchsorted(candidate["example"], np.arange(len(ids)), side="right")
 
-    def span_text(i, c):
+    def span(c):  # the candidate's characters in its context: [start, end)
         w = candidate["window"][c]
-        return contexts[i][offsets[w, candidate["start"][c], 0]:offsets[w, candidate["end"][c], 1]]
+        return int(offsets[w, candidate["start"][c], 0]), int(offsets[w, candidate["end"][c], 1])
+
+    def span_text(i, c):
+        start, end = span(c)
+        return contexts[i][start:end]
 
     texts, null_odds, nbest = {}, {}, {}
     for i, qid in enumerate(tqdm(ids, desc="answers from windows", unit="question", disable=not progress)):
@@ -165,7 +169,7 @@ def extract_answers(predictions, windows, contexts, ids, n_best_size=20, max_ans
             if null_odds[qid] > null_score_diff_threshold:
                 texts[qid] = ""
         if with_nbest:
-            entries = [{"text": span_text(i, c), "score": float(candidate["score"][c]),
+            entries = [{"text": span_text(i, c), "offsets": list(span(c)), "score": float(candidate["score"][c]),
                         "start_logit": float(start_logits[candidate["window"][c], candidate["start"][c]]),
                         "end_logit": float(end_logits[candidate["window"][c], candidate["end"][c]])}
                        for c in range(first[i], last[i])]
