@@ -3,6 +3,7 @@
     python bench/quality.py rte --seeds 42 43 44                 # the bench config, 3 seeds
     python bench/quality.py rte_hf_defaults --seeds 42 43 44     # HF run_glue's defaults, through the recipe
     python bench/quality.py conll2003 --seeds 42 --num_train_epochs 5   # flags after the name override
+    python bench/quality.py rte_qnli --seeds 42 43 44   # two stages (FIRST_STAGES), each with the run's seed
 
 Every finished run is appended at once to bench/quality_runs.jsonl (metrics, wall time, machine load), and
 bench/quality_results.md is written anew from it: one row per configuration and flag overrides, mean ±
@@ -34,8 +35,11 @@ TASKS = {
 }
 IN_POINTS = {"squad"}  # tasks whose metrics come in points already (the official SQuAD script's scale)
 RUNS = {name: TASKS[name.split("_")[0]] for name in
-        ("sst2", "sst2_hf_defaults", "rte", "rte_hf_defaults", "conll2003", "conll2003_hf_defaults",
+        ("sst2", "sst2_hf_defaults", "rte", "rte_hf_defaults", "rte_qnli", "conll2003", "conll2003_hf_defaults",
          "squad", "squad_hf_defaults", "squad_run_qa_defaults")}
+# name: (its first stage's config, the command that writes that stage's data). The first stage trains with the
+# run's seed (the same recipe) into bench/out/<first stage>_seed<seed>, and the run starts from that model.
+FIRST_STAGES = {"rte_qnli": ("qnli_squad", ["bench/qnli_from_squad.py"])}
 
 
 def run_one(name, seed, overrides) -> dict:
@@ -43,17 +47,33 @@ def run_one(name, seed, overrides) -> dict:
     out = f"bench/out/{name}{_slug(overrides)}_seed{seed}"
     command = [f"recipes/{recipe}/run.py", f"bench/configs/{name}.yaml", *overrides, "--seed", str(seed),
                "--output_dir", out, "--overwrite_output_dir", "true"]
-    config = config_version(name)  # before the run: the file it reads
+    config = config_version(name)  # before the run: the files it reads
     load_before, start = os.getloadavg()[0], time.time()
-    subprocess.run([sys.executable, *command], cwd=ROOT, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    first_stage = None
+    if name in FIRST_STAGES:
+        first, prepare = FIRST_STAGES[name]
+        first_out = f"bench/out/{first}_seed{seed}"
+        _run(prepare)
+        first_stage = [f"recipes/{recipe}/run.py", f"bench/configs/{first}.yaml", "--seed", str(seed),
+                       "--output_dir", first_out, "--overwrite_output_dir", "true"]
+        _run(first_stage)
+        command[2:2] = ["--model_name_or_path", first_out]  # before the overrides: a flag given there wins
+    first_wall = time.time() - start
+    _run(command)
     wall = time.time() - start
     results = json.loads((ROOT / out / "all_results.json").read_text())
     return {"date": datetime.datetime.now().isoformat(timespec="seconds"), "name": name, "config": config,
             "overrides": overrides, "seed": seed, "command": "python " + " ".join(command),
             "metrics": {key: results[key] for key in reported if key in results},
+            "first_stage": first_stage and "python " + " ".join(first_stage),
+            "first_stage_minutes": round(first_wall / 60, 2) if first_stage else None,
             "wall_minutes": round(wall / 60, 2), "train_samples": results.get("train_samples"),
             "epochs": results.get("epoch"), "load_before": round(load_before, 1),
             "load_after": round(os.getloadavg()[0], 1), "machine": machine()}
+
+
+def _run(command):
+    subprocess.run([sys.executable, *command], cwd=ROOT, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
 
 
 def summary(runs) -> str:
@@ -64,7 +84,8 @@ def summary(runs) -> str:
              "Written by `python bench/quality.py NAME --seeds ...` from bench/quality_runs.jsonl (one line per "
              "finished run). Mean ± standard deviation over the seeds, then the lowest and highest; scores in "
              "points (x100; SQuAD's come in points). Wall time: mean minutes per run, with the machine's 1-minute load average when "
-             "the runs started and ended (2 cores: a load above 2 means other work shared them). A config's "
+             "the runs started and ended (2 cores: a load above 2 means other work shared them); a two-stage "
+             "row's time holds both stages, each trained with the run's seed. A config's "
              "version in brackets is a hash of its settings (`config_version` in bench/quality.py): an edited "
              "config's runs get a row of their own.", ""]
     for task, (_, reported) in TASKS.items():
@@ -80,7 +101,8 @@ def summary(runs) -> str:
             walls = [r["wall_minutes"] for r in group]
             loads = [r[k] for r in group for k in ("load_before", "load_after") if r[k] is not None]
             dates = sorted(r["date"][:10] for r in group)
-            lines.append(f"| `bench/configs/{name}.yaml` ({config}) | {' '.join(overrides) or '-'} | "
+            stages = f"`bench/configs/{FIRST_STAGES[name][0]}.yaml`, then " if name in FIRST_STAGES else ""
+            lines.append(f"| {stages}`bench/configs/{name}.yaml` ({config}) | {' '.join(overrides) or '-'} | "
                          f"{', '.join(str(r['seed']) for r in group)} | " + " | ".join(scores) +
                          f" | {statistics.mean(walls):.1f} min | {min(loads):.1f}–{max(loads):.1f} | "
                          f"{group[-1]['machine']} | {dates[0]}{'' if dates[0] == dates[-1] else ' – ' + dates[-1]} |")
@@ -89,8 +111,11 @@ def summary(runs) -> str:
 
 
 def config_version(name) -> str:
-    """A short hash of bench/configs/<name>.yaml's settings (comments aside): runs of an edited config stay apart."""
-    settings = yaml.safe_load((ROOT / f"bench/configs/{name}.yaml").read_text())
+    """A short hash of bench/configs/<name>.yaml's settings (comments aside), and its first stage's: runs of an
+    edited config stay apart."""
+    names = [FIRST_STAGES[name][0], name] if name in FIRST_STAGES else [name]
+    settings = [yaml.safe_load((ROOT / f"bench/configs/{n}.yaml").read_text()) for n in names]
+    settings = settings[-1] if len(settings) == 1 else settings  # one config's hash as before
     return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:7]
 
 

@@ -96,3 +96,17 @@ def test_the_example_config_with_lora_trains_at_the_lora_rate(recipe, tmp_path):
     lora = parse(recipe, [config, "--output_dir", str(tmp_path / "lora"), "--lora"]).training.learning_rate
     assert full == module.DEFAULTS["learning_rate"]
     assert lora == getattr(module, "LORA_LEARNING_RATE", args.LORA_LEARNING_RATE) > full
+
+
+def test_every_bench_config_parses_with_its_recipe_and_a_first_stage_feeds_the_second(tmp_path):
+    """bench/quality.py's configs (first stages too) hold only flags their recipe knows, and a two-stage run's
+    second stage starts from the model its first stage writes."""
+    quality = load_script(ROOT / "bench" / "quality.py", "bench_quality")
+    firsts = {first: name for name, (first, _) in quality.FIRST_STAGES.items()}
+    for name in [*quality.RUNS, *firsts]:
+        recipe = quality.RUNS[firsts.get(name, name)][0]
+        cfg = parse(recipe, [str(ROOT / f"bench/configs/{name}.yaml"), "--output_dir", str(tmp_path / name)])
+        assert cfg.training.seed == 42, name
+    for first, second in firsts.items():
+        written = yaml.safe_load((ROOT / f"bench/configs/{first}.yaml").read_text())["output_dir"]
+        assert yaml.safe_load((ROOT / f"bench/configs/{second}.yaml").read_text())["model_name_or_path"] == written
