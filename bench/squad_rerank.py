@@ -40,6 +40,12 @@ NBEST, BEST = "validation_nbest_predictions.json", "validation_predictions.json"
 STOP = set("a an the of in on at to for from by with and or is was are were be been did does do what which who "
            "whom whose when where why how many much that this these those it its as into than their his her".split())
 WH = ("how many", "how much", "what year", "when", "who", "where", "why", "which", "what", "how")
+SHAPE = ("has a digit", "has a year", "capitalised words", "log words")
+FEATURES = ("score below the first", "log probability", "start logit", "end logit", "log rank",
+            "probability of its text", *SHAPE, "its words in the question", "question words around it",
+            "question words in its sentence", "its sentence shares the most", "sentence similarity",
+            "its sentence most similar", *(f"asks {wh}" for wh in (*WH, "other")),
+            *(f"asks {wh} x {shape}" for wh in (*WH, "other") for shape in SHAPE))
 MODELS = {"linear": lambda: make_pipeline(StandardScaler(), Ridge(alpha=10.0)),
           "boosted trees": lambda: HistGradientBoostingRegressor(max_depth=4, learning_rate=0.05, max_iter=300,
                                                                  min_samples_leaf=40, random_state=0)}
@@ -59,7 +65,8 @@ def question_type(question):
 
 
 def candidate_features(question, context, spans, sims, candidates):
-    """One row per candidate: the run's scores, the span's shape against the question's type, word overlap."""
+    """One row per candidate (columns: FEATURES): the run's scores, the span's shape against the question's
+    type, word overlap, the encoder's similarity (sims: each sentence's to the question)."""
     asked, kind = content(question), question_type(question)
     top = candidates[0]["score"]
     texts = [" ".join(words(c["text"])) for c in candidates]

@@ -94,3 +94,31 @@ def test_qnli_pairs_hold_the_answer_sentence_and_its_closest_rival():
     rows = pairs([{"paragraphs": [{"context": context, "qas": [question]}]}])
     assert rows == [("The statue on the dome faces north.", question["question"], 0),
                     ("The dome is gold.", question["question"], 1)]
+
+
+def test_the_squad_re_ranker_reads_question_types_and_span_shapes():
+    """bench/squad_rerank.py: a candidate's features name what a reader checks (a number for "how many", the
+    question's own words are rarely the answer), and each question takes its candidate of highest prediction."""
+    import sys
+
+    import numpy as np
+    sys.path.insert(0, str(ROOT / "bench"))
+    from squad_errors import sentence_spans
+    from squad_rerank import FEATURES, WH, candidate_features, chosen_f1, question_type
+
+    assert [WH[question_type(q)] for q in ("How many moons?", "In what year did it end?", "Who wrote it?")] == \
+           ["how many", "what year", "who"]
+    context = "Mars has two moons. They were found in 1877."
+    candidates = [{"text": text, "offsets": [context.index(text), context.index(text) + len(text)], "score": score,
+                   "start_logit": score / 2, "end_logit": score / 2, "probability": p}
+                  for text, score, p in (("Mars", 3.0, 0.7), ("two", 2.0, 0.2), ("1877", 1.0, 0.1))]
+    spans = sentence_spans(context)
+    rows = candidate_features("How many moons does Mars have?", context, spans, np.array([0.9, 0.1]), candidates)
+    column = {name: rows[:, i] for i, name in enumerate(FEATURES)}
+    assert rows.shape == (3, len(FEATURES))
+    assert column["its words in the question"].tolist() == [1, 0, 0]
+    assert column["has a year"].tolist() == [0, 0, 1] and column["asks how many"].tolist() == [1, 1, 1]
+    assert column["its sentence most similar"].tolist() == [1, 1, 0]
+    assert column["score below the first"].tolist() == [0, -1, -2]
+    # Two questions: q1's second candidate predicted best (F1 1), q2's first (F1 0.5).
+    assert chosen_f1(np.array([0.1, 0.9, 0.8, 0.2]), np.array([0, 1, 0.5, 1]), np.array(["q1", "q1", "q2", "q2"])) == 75
