@@ -2,6 +2,7 @@
 
     python recipes/qa/run.py bench/configs/squad.yaml --validation_file "" --validation_split_percentage 20 \
         --validation_split_by title --output_dir bench/out/squad_heldout_seed42   # n-best on unseen train articles
+    python bench/quality.py squad --seeds 42 43 44      # dev runs of the bench config: bench/out/squad_seed<seed>
     python bench/squad_rerank.py bench/out/squad_heldout_seed42 --apply bench/out/squad_seed4{2,3,4}
 
 bench/squad_errors.py found the loss in choosing among the run's candidates (its top 5 hold 79 F1 against 61
