@@ -15,6 +15,7 @@ kept whole. --apply re-ranks runs evaluated on dev with the chosen model, fitted
 dev is read once, to report, never to choose. Writes bench/squad_rerank_results.md.
 """
 import argparse
+import functools
 import json
 import re
 import sys
@@ -104,15 +105,28 @@ def read_questions(path, wanted):
     return out
 
 
+@functools.lru_cache(maxsize=1)
+def encoder():
+    """The default model and tokenizer, loaded once for every run's table."""
+    from transformers import AutoModel, AutoTokenizer
+    path = modeling.default_model_path()
+    return AutoModel.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
+
+
+def first_candidates(question_of):
+    """1 for each question's first candidate (the run's own answer), else 0: that choice as a prediction."""
+    first = np.zeros(len(question_of))
+    first[np.r_[0, np.flatnonzero(question_of[1:] != question_of[:-1]) + 1]] = 1
+    return first
+
+
 def table(path, nbest):
     """Features, each candidate's F1, the question and passage it belongs to, for a run's n-best file."""
-    from transformers import AutoModel, AutoTokenizer
     questions = read_questions(path, set(nbest))
     if len(questions) < len(nbest):
         sys.exit(f"error: {len(nbest) - len(questions)} of the run's {len(nbest)} questions are not in {path}: the "
                  f"held-out run must be evaluated on train.json's held-out articles, each --apply run on dev.json")
-    model_path = modeling.default_model_path()
-    model, tokenizer = AutoModel.from_pretrained(model_path).eval(), AutoTokenizer.from_pretrained(model_path)
+    model, tokenizer = encoder()
     by_context = {}
     for qid, (passage, question, context, _) in questions.items():
         by_context.setdefault(context, []).append(qid)
@@ -154,14 +168,12 @@ def main():
         sys.exit(f"error: {DATA} not found: put the shared data (../shared/data, beside the clone) in place")
     torch.set_num_threads(1)
     X, y, question_of, passage_of = table(DATA / "train.json", json.loads((Path(args.held_out_run) / NBEST).read_text()))
-    first = np.zeros(len(y))
-    first[np.r_[0, np.flatnonzero(question_of[1:] != question_of[:-1]) + 1]] = 1  # each question's top candidate
     lines = ["# A learned re-ranker of the QA run's candidates (SQuAD slice)", "",
              f"Written by `python bench/squad_rerank.py {' '.join(sys.argv[1:])}`.", "",
              f"Held-out training articles ({args.held_out_run}): {len(set(question_of))} questions, "
              f"{len(set(passage_of))} passages, {len(y)} candidates. F1 in points; 5-fold cross-validation, passages "
              "kept whole:", "", "| choice | held-out F1 |", "|---|---|",
-             f"| the run's own first candidate | {chosen_f1(first, y, question_of):.2f} |"]
+             f"| the run's own first candidate | {chosen_f1(first_candidates(question_of), y, question_of):.2f} |"]
     scores = {}
     for name, make in MODELS.items():
         predicted = np.zeros(len(y))
@@ -178,9 +190,7 @@ def main():
         for run in args.apply:
             nbest = json.loads((Path(run) / NBEST).read_text())
             Xd, yd, qd, _ = table(DATA / "dev.json", nbest)
-            top = np.zeros(len(yd))
-            top[np.r_[0, np.flatnonzero(qd[1:] != qd[:-1]) + 1]] = 1
-            before.append(chosen_f1(top, yd, qd))
+            before.append(chosen_f1(first_candidates(qd), yd, qd))
             after.append(chosen_f1(model.predict(Xd), yd, qd))
             lines.append(f"| {run} | {before[-1]:.2f} | {after[-1]:.2f} |")
         if len(args.apply) > 1:
