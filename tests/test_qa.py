@@ -8,7 +8,7 @@ from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
 from common import modeling
 from common.tasks import span_extraction, squad
-from common.techniques import case_marks
+from common.techniques import case_marks, question_marks
 from common.tools import demo_data as demo
 from conftest import FAST, read_json, read_jsonl, run_recipe, write_csv, write_jsonl
 
@@ -257,6 +257,70 @@ def test_case_token_types_let_an_uncased_model_find_the_capitalised_answer(tiny_
     assert right[0] == 24 and right[2] < 20, right
     answers = span_extraction.answer(str(out), [r["question"] for r in rows], [r["context"] for r in rows])
     assert answers == ["May"] * 24
+
+
+def test_mark_question_words_adds_two_to_the_context_words_the_question_names():
+    """--mark_question_words: the pieces of context words that occur in the question (any case, stop words
+    aside) add 2 to their case mark (1 without case marks); question tokens, punctuation, stop words and special
+    tokens are not marked; the input ids are unchanged."""
+    tokenizer = AutoTokenizer.from_pretrained(modeling.default_model_path())
+    row = {"question": ["Where did Kowalczykowski meet the crew?"],
+           "context": ["Then KOWALCZYKOWSKI met anna in Oslo, with the crew's boat. " * 4]}
+    cased = span_extraction.window_encoder(tokenizer, "question", "context", None, 48, 16, True)(row, [0])
+    marked = span_extraction.window_encoder(tokenizer, "question", "context", None, 48, 16, True, True)(row, [0])
+    alone = span_extraction.window_encoder(tokenizer, "question", "context", None, 48, 16, False, True)(row, [0])
+    assert marked["input_ids"] == cased["input_ids"] and len(marked["input_ids"]) > 1
+    named = set(tokenizer.tokenize("kowalczykowski")) | {"crew"}
+    for ids, case, types, marks in zip(marked["input_ids"], cased["token_type_ids"], marked["token_type_ids"],
+                                       alone["token_type_ids"]):
+        pieces = tokenizer.convert_ids_to_tokens(ids)
+        context = range(pieces.index("[SEP]") + 1, len(pieces) - 1)
+        assert types == [c + 2 * m for c, m in zip(case, marks)], list(zip(pieces, types))
+        assert {pieces[k] for k in context if marks[k]} == named & set(pieces[k] for k in context)
+        assert not any(marks[k] for k in range(len(pieces)) if k not in context)
+        assert "crew" in pieces[context.start:] or "ko" in pieces[context.start:]
+    assert question_marks.question_words("Where was the Crew 3 times?") == {"crew", "3", "times"}
+
+
+def test_mark_question_words_train_widen_the_model_and_answer_marks_the_same(tiny_model, tmp_path):
+    """The answer is the context word the question names; validation uses words never trained on. With
+    --mark_question_words the tiny model finds them; without, it has no way to. The saved model has four token
+    types and answer() marks as training did; --lora with the flag stops in one line."""
+    words = ["apple", "zebra", "mango", "kiwi", "tiger", "lemon", "horse", "onion", "camel", "grape", "otter",
+             "melon", "piano", "violin", "guitar", "drum", "river", "forest", "desert", "island"]
+    rng = random.Random(3)
+
+    def rows(pool, n, prefix):
+        out = []
+        for i in range(n):
+            picked = rng.sample(pool, 4)
+            context = " ".join(picked) + " ."
+            answer = picked[rng.randrange(4)]
+            out.append({"id": f"{prefix}{i}", "question": f"where is {answer} ?", "context": context,
+                        "answers": {"text": [answer], "answer_start": [context.index(answer)]}})
+        return out
+    write_jsonl(tmp_path / "t.jsonl", rows(words[:10], 48, "t"))
+    write_jsonl(tmp_path / "v.jsonl", rows(words[10:], 24, "v"))
+    scores = {}
+    for flags in ([], ["--mark_question_words"]):
+        out = tmp_path / f"out{len(flags)}"
+        run_recipe(TASK, "--model_name_or_path", tiny_model, "--train_file", tmp_path / "t.jsonl", "--validation_file",
+                   tmp_path / "v.jsonl", "--do_train", "--do_eval", "--learning_rate", "1e-2", "--num_train_epochs",
+                   "20", "--output_dir", out, *FAST, "--per_device_train_batch_size", "8", "--seed", "0", *flags)
+        scores[len(flags)] = read_json(out / "all_results.json")["eval_exact_match"]
+    assert scores[1] >= 75 and scores[0] < 40, scores  # measured: 91.7 with, 8.3 without
+    assert AutoModelForQuestionAnswering.from_pretrained(out).config.type_vocab_size == 4
+    assert "mark_question_words: true" in (out / "run_config.yaml").read_text()
+    valid = read_jsonl(tmp_path / "v.jsonl")
+    predictions = read_json(out / "validation_predictions.json")
+    assert span_extraction.answer(str(out), [r["question"] for r in valid], [r["context"] for r in valid]) == [
+        predictions[r["id"]] for r in valid]
+
+    proc = run_recipe(TASK, "--model_name_or_path", tiny_model, "--train_file", tmp_path / "t.jsonl", "--do_train",
+                      "--output_dir", tmp_path / "lora", "--mark_question_words", "--lora", check=False)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 2 and "--mark_question_words needs the token type embedding to train" in last
+    assert not (tmp_path / "lora").exists()
 
 
 def test_held_out_questions_never_share_a_passage_with_training(tiny_model, tmp_path):

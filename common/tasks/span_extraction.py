@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from common import args, artifacts, reports
 from common.errors import UserError
 from common.tasks import squad
-from common.techniques import case_marks
+from common.techniques import case_marks, question_marks
 
 logger = logging.getLogger(__name__)
 
@@ -47,13 +47,20 @@ def check_windows_fit(tokenizer, raw, question_column, max_seq_length, doc_strid
 
 
 def window_encoder(tokenizer, question_column, context_column, answer_column, max_seq_length, doc_stride,
-                   case_token_types=False):
+                   case_token_types=False, mark_question_words=False):
     """A batched `map(..., with_indices=True)` function: each example becomes one window or more.
     The question goes on the side the tokenizer does not pad (question first when it pads on the right).
     With case_token_types, the pieces of capitalised words (question and context) are token type 1 and all
-    others 0, in place of the question/context segments ([SEP] still parts them)."""
+    others 0, in place of the question/context segments ([SEP] still parts them). With mark_question_words,
+    the context's words that occur in the question add 2 to that (1 without case marks): question_marks."""
     context_first = tokenizer.padding_side == "left"
     context_sequence = 0 if context_first else 1
+
+    def token_type(text, position, words):
+        capital = case_marks.capitalised(text, position) if case_token_types else 0
+        if not words:
+            return capital
+        return capital + (2 if case_token_types else 1) * question_marks.in_question(text, position, words)
 
     def encode(batch, indices):
         questions = [q.lstrip() for q in batch[question_column]]  # leading spaces would waste tokens
@@ -65,12 +72,14 @@ def window_encoder(tokenizer, question_column, context_column, answer_column, ma
         columns = {"example_index": [], "cls_index": []}
         if labelled:
             columns.update(start_positions=[], end_positions=[])
+        words = [question_marks.question_words(q) for q in questions] if mark_question_words else None
         for j, offsets in enumerate(enc["offset_mapping"]):
             sequence_ids = enc.sequence_ids(j)
-            if case_token_types:
+            if case_token_types or mark_question_words:
                 texts = [pair[0][sample[j]], pair[1][sample[j]]]
-                enc["token_type_ids"][j] = [0 if s is None else case_marks.capitalised(texts[s], a)
-                                            for (a, _), s in zip(offsets, sequence_ids)]
+                enc["token_type_ids"][j] = [
+                    0 if s is None else token_type(texts[s], a, words and s == context_sequence and words[sample[j]])
+                    for (a, _), s in zip(offsets, sequence_ids)]
             offsets = [list(o) if s == context_sequence else [-1, -1] for o, s in zip(offsets, sequence_ids)]
             enc["offset_mapping"][j] = offsets
             ids = enc["input_ids"][j]
@@ -195,8 +204,9 @@ def answer(model_dir, questions, contexts, max_seq_length=384, doc_stride=128, b
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = inference.load(model_dir, AutoModelForQuestionAnswering)
     examples = datasets.Dataset.from_dict({"question": list(questions), "context": list(contexts)})
-    marks = bool(args.run_settings(model_dir).get("case_token_types"))  # mark case as training did
-    encode = window_encoder(tokenizer, "question", "context", None, max_seq_length, doc_stride, marks)
+    settings = args.run_settings(model_dir)  # mark case and question words as training did
+    encode = window_encoder(tokenizer, "question", "context", None, max_seq_length, doc_stride,
+                            bool(settings.get("case_token_types")), bool(settings.get("mark_question_words")))
     windows = examples.map(encode, batched=True, with_indices=True, remove_columns=examples.column_names)
     inputs = windows.remove_columns(["example_index", "offset_mapping", "cls_index"])
     logits = inference.batched_outputs(model, tokenizer, inputs, ("start_logits", "end_logits"), per_token=True,

@@ -160,7 +160,7 @@ class _SpanExtraction:
         span_extraction.check_windows_fit(tokenizer, raw, question, length, stride)
         rows = raw.splits[TEST]
         encoder = span_extraction.window_encoder(tokenizer, question, context, None, length, stride,
-                                                 settings.get("case_token_types"))
+                                                 settings.get("case_token_types"), settings.get("mark_question_words"))
         features = rows.map(encoder, batched=True, with_indices=True, remove_columns=rows.column_names)
         version_2 = settings.get("version_2_with_negative") or self._trained_on_v2(model_dir)
         scorer = span_extraction.SpanScorer(

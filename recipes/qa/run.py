@@ -23,7 +23,7 @@ from transformers import AutoModelForQuestionAnswering  # noqa: E402
 from common import args, collators, data, modeling, training  # noqa: E402
 from common.errors import exits_cleanly  # noqa: E402
 from common.tasks import span_extraction, squad  # noqa: E402
-from common.techniques import augment, case_marks  # noqa: E402
+from common.techniques import augment, case_marks, question_marks  # noqa: E402
 
 # Chosen on held-out passages of the SQuAD v1.1 slice's training set (bench/configs/squad.yaml says how);
 # batches of similar length pad less (bench/ablations.py). The config file and the command line override them.
@@ -52,6 +52,11 @@ class QaArguments(args.DataArguments):
                                         "case (answers are often names). Default: on for an uncased tokenizer (the "
                                         "default all-MiniLM-L6-v2 lowercases) and a model with two token types. "
                                         "answer() and the predict tool mark the same way."})
+    mark_question_words: bool = field(
+        default=False, metadata={"help": "Mark the context's words that occur in the question (stop words aside) "
+                                         "with token types of their own (DrQA's exact-match feature); with case "
+                                         "marks the model's token types widen from 2 to 4. Not with --lora. "
+                                         "answer() and the predict tool mark the same way."})
     null_score_diff_threshold: float = field(
         default=0.0, metadata={"help": "v2.0: answer '' when the null score beats the best span by more than "
                                        "this (the best value on your dev set is reported as best_f1_thresh)."})
@@ -83,13 +88,19 @@ def main():
     span_extraction.check_windows_fit(tokenizer, raw, question, data_args.max_seq_length, data_args.doc_stride)
     config = modeling.load_config(cfg.model)
     data_args.case_token_types = case_marks.resolve(tokenizer, config, data_args.case_token_types)
+    question_marks.check(data_args.mark_question_words, tokenizer, config, cfg.model)
     encoder = span_extraction.window_encoder(tokenizer, question, context, answers, data_args.max_seq_length,
-                                             data_args.doc_stride, data_args.case_token_types)
+                                             data_args.doc_stride, data_args.case_token_types,
+                                             data_args.mark_question_words)
     encoded = data.tokenize(raw, encoder, cfg, desc="windowing", with_indices=True)
 
-    # Model: pre-trained encoder + a fresh start/end head (qa_outputs; trained in full under --lora).
-    make_model = lambda model_args: modeling.load_model(  # noqa: E731  (per trial under --hpo_trials)
-        model_args, AutoModelForQuestionAnswering, config, "QUESTION_ANS")
+    # Model: pre-trained encoder + a fresh start/end head (qa_outputs; trained in full under --lora), with
+    # four token types where case and question words are both marked.
+    types = 2 ** (data_args.case_token_types + data_args.mark_question_words)
+
+    def make_model(model_args):  # per trial under --hpo_trials
+        model = modeling.load_model(model_args, AutoModelForQuestionAnswering, config, "QUESTION_ANS")
+        return question_marks.widen_token_types(model, types)
     collator = collators.dynamic_padding(tokenizer, cfg)
 
     # Windows' logits back to one answer per question, scored with the official SQuAD semantics.
