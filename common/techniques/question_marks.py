@@ -34,17 +34,19 @@ def in_question(text, position, words) -> int:
     return int(text[start:end].lower() in words)
 
 
-def check(wanted, tokenizer, config, model_args):
-    """--mark_question_words needs token types the tokenizer returns, and their embedding must train (--lora
-    keeps it fixed)."""
-    if not wanted:
-        return
-    if "token_type_ids" not in tokenizer.model_input_names or getattr(config, "type_vocab_size", 0) < 2:
+def resolve(wanted, case_token_types, tokenizer, config, model_args) -> bool:
+    """Whether the run marks question words: wanted None means exactly when it marks case (an uncased BERT-like
+    model, where this was measured) and trains the type embedding (not --lora). True needs token types the
+    tokenizer returns, and an embedding that trains: otherwise one line says why."""
+    if wanted is None:
+        return bool(case_token_types) and not model_args.lora
+    if wanted and ("token_type_ids" not in tokenizer.model_input_names or getattr(config, "type_vocab_size", 0) < 2):
         raise UserError(f"--mark_question_words needs a model with token types (BERT-like); {config.model_type} "
                         f"has none: drop the flag")
-    if model_args.lora:
+    if wanted and model_args.lora:
         raise UserError("--mark_question_words needs the token type embedding to train, which --lora keeps fixed: "
                         "drop one of them")
+    return wanted
 
 
 def widen_token_types(model, count):
