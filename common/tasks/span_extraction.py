@@ -77,8 +77,9 @@ def window_encoder(tokenizer, question_column, context_column, answer_column, ma
             sequence_ids = enc.sequence_ids(j)
             if case_token_types or mark_question_words:
                 texts = [pair[0][sample[j]], pair[1][sample[j]]]
+                named = words[sample[j]] if words else None  # marked in the context only
                 enc["token_type_ids"][j] = [
-                    0 if s is None else token_type(texts[s], a, words and s == context_sequence and words[sample[j]])
+                    0 if s is None else token_type(texts[s], a, named if s == context_sequence else None)
                     for (a, _), s in zip(offsets, sequence_ids)]
             offsets = [list(o) if s == context_sequence else [-1, -1] for o, s in zip(offsets, sequence_ids)]
             enc["offset_mapping"][j] = offsets

@@ -36,16 +36,17 @@ def in_question(text, position, words) -> int:
 
 def resolve(wanted, case_token_types, tokenizer, config, model_args) -> bool:
     """Whether the run marks question words: wanted None means exactly when it marks case (an uncased BERT-like
-    model, where this was measured) and trains the type embedding (not --lora). True needs token types the
-    tokenizer returns, and an embedding that trains: otherwise one line says why."""
+    model, where this was measured) and trains the type embedding (not --lora, not --freeze_encoder). True needs
+    token types the tokenizer returns, and an embedding that trains: otherwise one line says why."""
+    fixed = "--lora" if model_args.lora else "--freeze_encoder" if model_args.freeze_encoder else None
     if wanted is None:
-        return bool(case_token_types) and not model_args.lora
+        return bool(case_token_types) and not fixed
     if wanted and ("token_type_ids" not in tokenizer.model_input_names or getattr(config, "type_vocab_size", 0) < 2):
         raise UserError(f"--mark_question_words needs a model with token types (BERT-like); {config.model_type} "
                         f"has none: drop the flag")
-    if wanted and model_args.lora:
-        raise UserError("--mark_question_words needs the token type embedding to train, which --lora keeps fixed: "
-                        "drop one of them")
+    if wanted and fixed:
+        raise UserError(f"--mark_question_words needs the token type embedding to train, which {fixed} keeps fixed: "
+                        f"drop one of them")
     return wanted
 
 
@@ -61,6 +62,7 @@ def widen_token_types(model, count):
     wider = torch.nn.Embedding(count, old.embedding_dim, dtype=old.weight.dtype, device=old.weight.device)
     with torch.no_grad():
         wider.weight.copy_(old.weight[torch.arange(count) % old.num_embeddings])
+    wider.weight.requires_grad = old.weight.requires_grad
     parent, _, attribute = name.rpartition(".")
     setattr(model.get_submodule(parent), attribute, wider)
     model.config.type_vocab_size = count

@@ -56,7 +56,8 @@ class QaArguments(args.DataArguments):
         default=None, metadata={"help": "Mark the context's words that occur in the question (stop words aside) "
                                         "with token types of their own (DrQA's exact-match feature); with case "
                                         "marks the model's token types widen from 2 to 4. Default: on when case is "
-                                        "marked and not with --lora (which keeps the type embedding fixed). "
+                                        "marked and not with --lora or --freeze_encoder (which keep the type "
+                                        "embedding fixed). "
                                         "answer() and the predict tool mark the same way."})
     null_score_diff_threshold: float = field(
         default=0.0, metadata={"help": "v2.0: answer '' when the null score beats the best span by more than "
