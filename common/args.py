@@ -136,7 +136,7 @@ class DataArguments:
         default=None, metadata={"help": "Comma-separated splits to leave out (train, validation, test), as if not given."})
     remove_columns: Optional[str] = field(default=None, metadata={"help": "Comma-separated columns to drop from every split."})
     validation_split_percentage: Optional[int] = field(
-        default=None, metadata={"help": "Hold out this percentage of train for evaluation when there is no validation set.",
+        default=None, metadata={"help": "Hold out this percent of train for evaluation when there is no validation set.",
                                 **TRAINING_ONLY})
     validation_split_by: Optional[str] = field(
         default=None, metadata={"help": "With --validation_split_percentage: hold out whole groups of rows that share "

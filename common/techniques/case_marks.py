@@ -19,6 +19,11 @@ def capitalised(text, position) -> int:
     return int(text[position:position + 1].isupper())
 
 
+def has_token_types(tokenizer, config) -> bool:
+    """Whether the model has two token types or more and its tokenizer returns them (BERT's do)."""
+    return "token_type_ids" in tokenizer.model_input_names and getattr(config, "type_vocab_size", 0) >= 2
+
+
 def resolve(tokenizer, config, wanted=None, dropout=0.0) -> bool:
     """Whether the run marks case (--case_token_types): wanted None means exactly when the tokenizer lowercases
     and the model has two token types that its tokenizer returns (BERT's do); True on a model without them
@@ -26,7 +31,7 @@ def resolve(tokenizer, config, wanted=None, dropout=0.0) -> bool:
     embedding fixed and reads its pre-trained difference.)"""
     if not 0 <= dropout < 1:
         raise UserError(f"--case_dropout {dropout}: give a fraction of the training windows, at least 0 and below 1")
-    able = "token_type_ids" in tokenizer.model_input_names and getattr(config, "type_vocab_size", 0) >= 2
+    able = has_token_types(tokenizer, config)
     if wanted is None:
         return able and tokenizer("A")["input_ids"] == tokenizer("a")["input_ids"]
     if wanted and not able:

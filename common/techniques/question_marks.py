@@ -13,6 +13,7 @@ import torch
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from common.errors import UserError
+from common.techniques import case_marks
 
 WORD = re.compile(r"[^\W_]+")  # a run of letters and digits, as case_marks reads a word
 
@@ -41,7 +42,7 @@ def resolve(wanted, case_token_types, tokenizer, config, model_args) -> bool:
     fixed = "--lora" if model_args.lora else "--freeze_encoder" if model_args.freeze_encoder else None
     if wanted is None:
         return bool(case_token_types) and not fixed
-    if wanted and ("token_type_ids" not in tokenizer.model_input_names or getattr(config, "type_vocab_size", 0) < 2):
+    if wanted and not case_marks.has_token_types(tokenizer, config):
         raise UserError(f"--mark_question_words needs a model with token types (BERT-like); {config.model_type} "
                         f"has none: drop the flag")
     if wanted and fixed:
