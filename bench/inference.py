@@ -4,13 +4,15 @@ PyTorch fp32, PyTorch bf16 autocast, ONNX Runtime fp32 and ONNX Runtime int8 (py
     python bench/inference.py                       # models in bench/out/serve/{sst2,conll2003,squad}
     python bench/inference.py sst2 --batch1 200     # one task; batch-1 timing on the first 200 inputs
 
-Inputs: SST-2 dev sentences (872), CoNLL-2003 dev sentence windows (3,250), SQuAD v1.1 slice dev windows
+Inputs: SST-2 dev sentences (872), CoNLL-2003 dev sentences (3,250) in windows, SQuAD v1.1 slice dev windows
 (3 articles, 1,009 questions); ../shared/data beside the clone. The models come from the recipes (commands
-in the README's Serving section); exports are made here when missing. Per way: samples/s at batch 32 over
-the whole dev set, samples/s and p50/p95 latency at batch 1 (tokenised inputs, model call only, on the first
---batch1 inputs), the dev metric from the batch-32 pass, and how many predictions (labels, sentences' entity
-lists, answer texts) equal PyTorch fp32's. Threads: --threads for both runtimes (default: every core).
-The CPU's flags and ONNX Runtime's time per operator for int8 (its profiler) are printed and written;
+in the README's Serving section); exports are made here when missing. Each set is encoded as its model was
+trained (its run_config.yaml: window length and stride, sentences in document context, capitals and the
+question's words marked). Per way: samples/s at batch 32 over the whole dev set, samples/s and p50/p95
+latency at batch 1 (tokenised inputs, model call only, on the first --batch1 inputs), the dev metric from
+the batch-32 pass, and how many predictions (labels, sentences' entity lists, answer texts) equal PyTorch
+fp32's. Threads: --threads for both runtimes (default: every core). The CPU's flags and ONNX Runtime's time
+per operator for int8 (its profiler) are printed and written;
 results are appended to bench/inference_results.md with the date and the load average.
 """
 import argparse
@@ -57,8 +59,9 @@ class Task:
         from transformers import AutoTokenizer
         self.limit = limit  # the first N dev rows only (sentences, questions)
 
-        from common import inference
+        from common import args, inference
         self.model_dir = str(model_dir)
+        self.settings = args.run_settings(self.model_dir)  # windows and marks as the model was trained with
         self.config = inference.trained_config(self.model_dir)
         self.auto_class = inference.task_of(self.model_dir, self.config)
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
@@ -95,7 +98,7 @@ class Conll(Task):
         self.rows = self.first(data.read_file(str(DATA / "conll2003/dev.txt"),
                                               conll=data.ConllColumns("tokens", "ner_tags")))
         self.tag_set = tagging.TagSet(self.names, "IOB2")
-        encode = tagging.window_encoder(self.tokenizer, self.tag_set, "tokens", "ner_tags", 128, 32)
+        encode = tagging.trained_window_encoder(self.tokenizer, self.tag_set, self.settings, "tokens", "ner_tags")
         return self.rows.map(encode, batched=True, with_indices=True, remove_columns=self.rows.column_names)
 
     def predictions(self, outputs):
@@ -119,13 +122,14 @@ class Squad(Task):
         from common import data
         from common.tasks import span_extraction
         self.rows = self.first(data.read_file(str(DATA / "squad/dev.json")))
-        encode = span_extraction.window_encoder(self.tokenizer, "question", "context", None, 384, 128)
+        encode = span_extraction.trained_window_encoder(self.tokenizer, self.settings, "question", "context")
         return self.rows.map(encode, batched=True, with_indices=True, remove_columns=self.rows.column_names)
 
     def predictions(self, outputs):
         from common.tasks import span_extraction, squad
+        options = {k: self.settings[k] for k in ("n_best_size", "max_answer_length") if k in self.settings}
         texts, _, _ = span_extraction.extract_answers(outputs, self.features, self.rows["context"],
-                                                      squad.example_ids(self.rows))
+                                                      squad.example_ids(self.rows), **options)
         return list(texts.values())
 
     def score(self, predicted):
@@ -135,7 +139,7 @@ class Squad(Task):
         return squad.score(dict(zip(ids, predicted)), golds)["f1"] / 100
 
 
-TASKS = {"sst2": (Sst2, "SST-2 dev sentences"), "conll2003": (Conll, "CoNLL-2003 dev sentence windows"),
+TASKS = {"sst2": (Sst2, "SST-2 dev sentences"), "conll2003": (Conll, "CoNLL-2003 dev windows"),
          "squad": (Squad, "SQuAD v1.1 slice dev windows")}
 
 

@@ -130,10 +130,10 @@ def test_real_weights_find_answers_in_the_second_window_and_outputs_reload(demo_
     assert results["eval_exact_match"] == pytest.approx(exact)
     assert set(read_json(out / "validation_nbest_predictions.json")) == set(predictions)
 
-    # The output directory is a plain QA model: it answers on its own exactly as evaluation did.
+    # The output directory is a plain QA model: it answers on its own exactly as evaluation did (the run's
+    # 48-token windows, read from its run_config.yaml).
     long_rows = _long_rows(24)[:8]
-    answers = span_extraction.answer(str(out), [r["question"] for r in long_rows], [r["context"] for r in long_rows],
-                                     max_seq_length=48, doc_stride=8)
+    answers = span_extraction.answer(str(out), [r["question"] for r in long_rows], [r["context"] for r in long_rows])
     assert answers == [predictions[r["id"]] for r in long_rows]
     assert AutoModelForQuestionAnswering.from_pretrained(out).config.architectures == ["BertForQuestionAnswering"]
     assert "case_token_types: true" in (out / "run_config.yaml").read_text()  # the default, for an uncased model

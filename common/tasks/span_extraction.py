@@ -193,11 +193,22 @@ def extract_answers(predictions, windows, contexts, ids, n_best_size=20, max_ans
     return texts, (null_odds if version_2 else None), nbest
 
 
-def answer(model_dir, questions, contexts, max_seq_length=384, doc_stride=128, batch_size=32, **options):
-    """Answer questions with a trained output directory, exactly as evaluation does: same windows, same
-    span search. transformers 5 removed pipeline("question-answering"); this takes its place. model_dir may
-    also be an ONNX export of one (python -m common.tools.export).
-    options: n_best_size, max_answer_length, version_2, null_score_diff_threshold. Returns the texts."""
+def trained_window_encoder(tokenizer, settings, question_column, context_column, max_seq_length=None,
+                           doc_stride=None):
+    """window_encoder for a trained model, from its run settings (run_config.yaml): its window length and
+    stride unless given, and the capitals and question words marked as it was trained to read them."""
+    length = settings.get("max_seq_length", 384) if max_seq_length is None else max_seq_length
+    stride = settings.get("doc_stride", 128) if doc_stride is None else doc_stride
+    return window_encoder(tokenizer, question_column, context_column, None, length, stride,
+                          bool(settings.get("case_token_types")), bool(settings.get("mark_question_words")))
+
+
+def answer(model_dir, questions, contexts, max_seq_length=None, doc_stride=None, batch_size=32, **options):
+    """Answer questions with a trained output directory, exactly as evaluation does: same windows (the run's
+    length and stride unless given), same marks, same span search. transformers 5 removed
+    pipeline("question-answering"); this takes its place. model_dir may also be an ONNX export of one
+    (python -m common.tools.export). options: n_best_size, max_answer_length, version_2,
+    null_score_diff_threshold. Returns the texts."""
     import datasets
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
@@ -205,9 +216,8 @@ def answer(model_dir, questions, contexts, max_seq_length=384, doc_stride=128, b
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = inference.load(model_dir, AutoModelForQuestionAnswering)
     examples = datasets.Dataset.from_dict({"question": list(questions), "context": list(contexts)})
-    settings = args.run_settings(model_dir)  # mark case and question words as training did
-    encode = window_encoder(tokenizer, "question", "context", None, max_seq_length, doc_stride,
-                            bool(settings.get("case_token_types")), bool(settings.get("mark_question_words")))
+    encode = trained_window_encoder(tokenizer, args.run_settings(model_dir), "question", "context", max_seq_length,
+                                    doc_stride)
     windows = examples.map(encode, batched=True, with_indices=True, remove_columns=examples.column_names)
     inputs = windows.remove_columns(["example_index", "offset_mapping", "cls_index"])
     logits = inference.batched_outputs(model, tokenizer, inputs, ("start_logits", "end_logits"), per_token=True,

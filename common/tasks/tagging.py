@@ -272,6 +272,14 @@ def window_encoder(tokenizer, tag_set, words_column, tags_column, max_length, st
     return encode
 
 
+def trained_window_encoder(tokenizer, tag_set, settings, words_column, tags_column):
+    """window_encoder for a trained model, from its run settings (run_config.yaml): its window length and
+    stride, sentences in document context and capitals marked as it was trained to read them."""
+    return window_encoder(tokenizer, tag_set, words_column, tags_column, settings.get("max_seq_length", 128),
+                          settings.get("stride", 32), document_context=bool(settings.get("document_context")),
+                          case_token_types=bool(settings.get("case_token_types")))
+
+
 def words_from_windows(token_predictions, windows):
     """One tag id per word of each example (in row order), from per-sub-token predictions of every window.
     A word seen in several windows takes the prediction of the window where its first sub-token is most

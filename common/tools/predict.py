@@ -132,9 +132,7 @@ class _Tagging:
         names = [config.id2label[i] for i in range(config.num_labels)]
         scheme = "BIOES" if any(n[:2] in ("E-", "S-") for n in names) else "IOB2"
         tag_set = tagging.TagSet(names, scheme)
-        encode = tagging.window_encoder(tokenizer, tag_set, words, tags, settings.get("max_seq_length", 128),
-                                        settings.get("stride", 32), document_context=settings.get("document_context"),
-                                        case_token_types=settings.get("case_token_types"))
+        encode = tagging.trained_window_encoder(tokenizer, tag_set, settings, words, tags)
         features = rows.map(encode, batched=True, with_indices=True, remove_columns=rows.column_names)
         return features, tagging.prediction_writer(tag_set, {TEST: features}, words, tags)
 
@@ -159,8 +157,7 @@ class _SpanExtraction:
         length, stride = settings.get("max_seq_length", 384), settings.get("doc_stride", 128)
         span_extraction.check_windows_fit(tokenizer, raw, question, length, stride)
         rows = raw.splits[TEST]
-        encoder = span_extraction.window_encoder(tokenizer, question, context, None, length, stride,
-                                                 settings.get("case_token_types"), settings.get("mark_question_words"))
+        encoder = span_extraction.trained_window_encoder(tokenizer, settings, question, context, length, stride)
         features = rows.map(encoder, batched=True, with_indices=True, remove_columns=rows.column_names)
         version_2 = settings.get("version_2_with_negative") or self._trained_on_v2(model_dir)
         scorer = span_extraction.SpanScorer(
