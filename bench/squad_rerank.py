@@ -1,13 +1,11 @@
 """A learned re-ranker of a QA run's own candidates on the SQuAD slice, trained on held-out training articles.
 
     python recipes/qa/run.py bench/configs/squad.yaml --validation_file "" --validation_split_percentage 20 \
-        --validation_split_by title --mark_question_words false \
-        --output_dir bench/out/squad_heldout_seed42     # n-best on unseen train articles
-    python bench/quality.py squad --seeds 42 43 44 --mark_question_words false   # dev runs: bench/out/squad_seed<seed>
+        --validation_split_by title --output_dir bench/out/squad_heldout_seed42     # n-best on unseen train articles
+    python bench/quality.py squad --seeds 42 43 44   # dev runs: bench/out/squad_seed<seed>
     python bench/squad_rerank.py bench/out/squad_heldout_seed42 --apply bench/out/squad_seed4{2,3,4}
 
-(Measured on runs without question words marked, the bench config before --mark_question_words: the flags above
-reproduce those runs.)
+(Measured on runs of the bench config without question words marked, as it is again.)
 
 bench/squad_errors.py found the loss in choosing among the run's candidates (its top 5 hold 79 F1 against 61
 for its first). This fits a model of each candidate's F1 from what a reader checks: the run's own scores, the
