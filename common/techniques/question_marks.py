@@ -39,14 +39,16 @@ def resolve(wanted, tokenizer, config, model_args) -> bool:
     """Whether the run marks question words (opt-in: on held-out SQuAD-slice articles, +1.0 and -0.3 F1 after
     the last epoch over two seeds, and 0.0 on dev over three). Wanted needs token types the tokenizer returns,
     and an embedding that trains (not --lora, not --freeze_encoder): otherwise one line says why."""
-    fixed = "--lora" if model_args.lora else "--freeze_encoder" if model_args.freeze_encoder else None
-    if wanted and not case_marks.has_token_types(tokenizer, config):
+    if not wanted:
+        return False
+    if not case_marks.has_token_types(tokenizer, config):
         raise UserError(f"--mark_question_words needs a model with token types (BERT-like); {config.model_type} "
                         f"has none: drop the flag")
-    if wanted and fixed:
+    fixed = "--lora" if model_args.lora else "--freeze_encoder" if model_args.freeze_encoder else None
+    if fixed:
         raise UserError(f"--mark_question_words needs the token type embedding to train, which {fixed} keeps fixed: "
                         f"drop one of them")
-    return bool(wanted)
+    return True
 
 
 def widen_token_types(model, count):
