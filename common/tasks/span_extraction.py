@@ -193,12 +193,19 @@ def extract_answers(predictions, windows, contexts, ids, n_best_size=20, max_ans
     return texts, (null_odds if version_2 else None), nbest
 
 
+def trained_windows(settings, max_seq_length=None, doc_stride=None):
+    """(window length, stride) a trained model read, from its run settings (run_config.yaml), unless given;
+    the recipe's defaults for runs whose settings name none."""
+    length = settings.get("max_seq_length", 384) if max_seq_length is None else max_seq_length
+    stride = settings.get("doc_stride", 128) if doc_stride is None else doc_stride
+    return length, stride
+
+
 def trained_window_encoder(tokenizer, settings, question_column, context_column, max_seq_length=None,
                            doc_stride=None):
     """window_encoder for a trained model, from its run settings (run_config.yaml): its window length and
     stride unless given, and the capitals and question words marked as it was trained to read them."""
-    length = settings.get("max_seq_length", 384) if max_seq_length is None else max_seq_length
-    stride = settings.get("doc_stride", 128) if doc_stride is None else doc_stride
+    length, stride = trained_windows(settings, max_seq_length, doc_stride)
     return window_encoder(tokenizer, question_column, context_column, None, length, stride,
                           bool(settings.get("case_token_types")), bool(settings.get("mark_question_words")))
 

@@ -154,7 +154,7 @@ class _SpanExtraction:
         question, context, answers = (settings[k] for k in ("question_column_name", "context_column_name",
                                                             "answer_column_name"))
         raw.require_texts([question, context])
-        length, stride = settings.get("max_seq_length", 384), settings.get("doc_stride", 128)
+        length, stride = span_extraction.trained_windows(settings)
         span_extraction.check_windows_fit(tokenizer, raw, question, length, stride)
         rows = raw.splits[TEST]
         encoder = span_extraction.trained_window_encoder(tokenizer, settings, question, context, length, stride)
