@@ -10,6 +10,12 @@ shows), and `--validation_split_by sentence_group` holds out whole groups:
     python bench/choose.py sst2 --study sst2_grouped --train_file bench/out/sst2_grouped/train.tsv \\
         --validation_split_by sentence_group --trials 6
 
+`--hold_out` also writes a fixed split of whole groups (every fifth one by first appearance: 20% of the
+groups), train_part.tsv and heldout.tsv, for runs that must be scored on the same held-out rows whatever their
+seed, such as the members of an ensemble (the recipe's --validation_split_by draws its groups with the seed):
+
+    python bench/sst2_groups.py --hold_out   # also train_part.tsv and heldout.tsv beside train.tsv
+
 A phrase found in several sentences ("the film") joins the first, longest one; such phrases are short and
 common, so what one sentence shares with another this way is no more than what dev shares with train.
 """
@@ -45,6 +51,9 @@ def sentence_groups(texts):
 
 
 def main():
+    hold_out = sys.argv[1:] == ["--hold_out"]
+    if sys.argv[1:] and not hold_out:
+        sys.exit(f"usage: python bench/sst2_groups.py [--hold_out] (got {' '.join(sys.argv[1:])})")
     if not SOURCE.exists():
         sys.exit(f"{SOURCE} not found: this benchmark needs ../shared/data beside the clone")
     frame = pd.read_csv(SOURCE, sep="\t", quoting=3, keep_default_na=False)
@@ -54,6 +63,12 @@ def main():
     sizes = frame.sentence_group.value_counts()
     print(f"{TARGET}: {len(frame):,} rows in {len(sizes):,} sentence groups "
           f"(median {sizes.median():.0f} rows, largest {sizes.max()})")
+    if hold_out:
+        order = {group: i for i, group in enumerate(dict.fromkeys(frame.sentence_group))}
+        held = frame.sentence_group.map(order) % 5 == 0
+        for name, part in (("train_part.tsv", frame[~held]), ("heldout.tsv", frame[held])):
+            part.to_csv(TARGET.parent / name, sep="\t", index=False, quoting=3)
+            print(f"{TARGET.parent / name}: {len(part):,} rows")
 
 
 if __name__ == "__main__":
