@@ -50,6 +50,12 @@ def sentence_groups(texts):
     return groups
 
 
+def held_out(groups):
+    """True for the rows of every fifth group, in order of first appearance: whole groups, 20% of them."""
+    order = {group: i for i, group in enumerate(dict.fromkeys(groups))}
+    return groups.map(order) % 5 == 0
+
+
 def main():
     hold_out = sys.argv[1:] == ["--hold_out"]
     if sys.argv[1:] and not hold_out:
@@ -64,8 +70,7 @@ def main():
     print(f"{TARGET}: {len(frame):,} rows in {len(sizes):,} sentence groups "
           f"(median {sizes.median():.0f} rows, largest {sizes.max()})")
     if hold_out:
-        order = {group: i for i, group in enumerate(dict.fromkeys(frame.sentence_group))}
-        held = frame.sentence_group.map(order) % 5 == 0
+        held = held_out(frame.sentence_group)
         for name, part in (("train_part.tsv", frame[~held]), ("heldout.tsv", frame[held])):
             part.to_csv(TARGET.parent / name, sep="\t", index=False, quoting=3)
             print(f"{TARGET.parent / name}: {len(part):,} rows")

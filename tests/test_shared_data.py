@@ -24,7 +24,7 @@ def test_sst2_phrases_join_the_sentence_they_come_from():
 
     import pandas as pd
     sys.path.insert(0, str(ROOT / "bench"))
-    from sst2_groups import sentence_groups
+    from sst2_groups import held_out, sentence_groups
 
     assert sentence_groups(["kids , spirit", "a film of kids , spirit and heart", "a film", "other words"]) == [1, 1, 1, 3]
     texts = pd.read_csv(SST2 / "train.tsv", sep="\t", quoting=3, keep_default_na=False).sentence.tolist()
@@ -34,6 +34,12 @@ def test_sst2_phrases_join_the_sentence_they_come_from():
     assert 6000 < len(roots) < 8544
     for row in range(0, len(texts), 97):
         assert f" {' '.join(texts[row].split())} " in f" {' '.join(texts[groups[row]].split())} "
+    # --hold_out: whole groups on one side, a fifth of them held out
+    frame = pd.DataFrame({"sentence_group": groups})
+    held = held_out(frame.sentence_group)
+    assert not set(frame.sentence_group[held]) & set(frame.sentence_group[~held])
+    assert abs(frame.sentence_group[held].nunique() / len(roots) - 0.2) < 0.01
+    assert 0.1 < held.mean() < 0.3
 
 
 def test_cloze_questions_ask_about_an_entity_the_rest_of_the_story_names(tmp_path):
