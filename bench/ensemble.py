@@ -5,7 +5,7 @@ averages their class probabilities. First on held-out training sentences (the ch
 
     python bench/sst2_groups.py --hold_out
     python bench/ensemble.py sst2 --seeds 42 43 44 --held_out   # train_part.tsv, 20,000 rows; heldout.tsv
-    python bench/ensemble.py sst2 --seeds 45 46 47              # the bench config as it is; dev
+    python bench/ensemble.py sst2 --seeds 42 43 44              # the bench config as it is; dev
 
 Recipe flags after the options apply to every member (and name a folder of their own).
 
@@ -13,7 +13,7 @@ Recipe flags after the options apply to every member (and name a folder of their
 sentence groups, the same rows for every seed (the recipe's --validation_split_by draws them with the seed).
 Members go to bench/out/ensemble/<name>[_held_out]/seed<S>; a finished member is reused, so a stopped run
 continues. Each finished ensemble is appended to bench/ensemble_results.md: accuracy of members and ensemble (on
-held-out rows also on the whole sentences alone, as dev holds), and the members' wall time.
+held-out rows also on the whole sentences alone, as dev holds), and the members' training minutes.
 """
 import argparse
 import datetime
