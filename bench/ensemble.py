@@ -53,17 +53,13 @@ def whole_sentences(path):
     return set(longest.drop_duplicates("sentence_group").index)
 
 
-def accuracy(predictions, rows=None) -> float:
-    """Points of the predictions file's rows (those numbered in rows, if given) whose label was predicted."""
+def accuracy(predictions, rows=None):
+    """(points, rows scored): the predictions file's rows (those numbered in rows, if given) whose label was
+    predicted."""
     lines = predictions.read_text().splitlines()
     chosen = [json.loads(line) for i, line in enumerate(lines) if rows is None or i in rows]
     hits = [row["predicted_label"] == row["label"] for row in chosen]
-    return 100 * sum(hits) / len(hits)
-
-
-def counts(member, columns):
-    total = len((ROOT / member / "validation_predictions.jsonl").read_text().splitlines())
-    return [total if rows is None else len(rows) for rows in columns.values()]
+    return 100 * sum(hits) / len(hits), len(hits)
 
 
 def main():
@@ -85,8 +81,10 @@ def main():
     columns = {"accuracy": None}
     if args.held_out:  # dev holds whole sentences; most held-out rows are their phrases
         columns["whole sentences only"] = whole_sentences(ROOT / GROUPED / "heldout.tsv")
-    scores = {name: [accuracy(ROOT / folder / "validation_predictions.jsonl", rows) for rows in columns.values()]
+    scored = {name: [accuracy(ROOT / folder / "validation_predictions.jsonl", rows) for rows in columns.values()]
               for name, folder in models}
+    scores = {name: [points for points, _ in results] for name, results in scored.items()}
+    sizes = [size for _, size in scored["ensemble"]]
     means = [sum(scores[name][i] for name, _ in models[:-1]) / len(members) for i in range(len(columns))]
     lines = [f"## {args.name}, {'held-out training sentences' if args.held_out else 'dev'}, "
              f"{datetime.date.today()}, {machine()}", "",
@@ -98,7 +96,7 @@ def main():
     lines += ["| members' mean | " + " | ".join(f"{v:.2f}" for v in means) + " |",
               "| **ensemble (mean probabilities)** | " + " | ".join(
                   f"**{v:.2f}** ({v - m:+.2f})" for v, m in zip(scores["ensemble"], means)) + " |", "",
-              f"Rows: {', '.join(f'{c} {n:,}' for c, n in zip(columns, counts(members[0], columns)))}. Members "
+              f"Rows: {', '.join(f'{c} {n:,}' for c, n in zip(columns, sizes))}. Members "
               f"trained {', '.join(f'{m:.1f}' for m in minutes)} min each (train_runtime).", "", ""]
     with RESULTS_FILE.open("a") as fh:
         if fh.tell() == 0:
