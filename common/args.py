@@ -100,6 +100,12 @@ class ModelArguments:
     reinit_top_layers: int = field(
         default=0, metadata={"help": "Draw the top N encoder layers (and the pooler the head reads) afresh before "
                                      "training (Zhang et al. 2021), e.g. 2.", **TRAINING_ONLY})
+    classifier_pooling: str = field(
+        default="cls", metadata={"help": "What a BERT-style sequence classifier's head reads: cls (the pooler over "
+                                         "[CLS]) or mean (the pooler over the mean of the token outputs, for encoders "
+                                         "trained as mean-pooled sentence embedders). A mean-pooled model saves as "
+                                         "its own type: pipeline() needs trust_remote_code=True.",
+                                 "choices": ["cls", "mean"], **TRAINING_ONLY})
     lora: bool = field(default=False, metadata={"help": "Wrap the model in PEFT LoRA adapters.", **TRAINING_ONLY})
     lora_r: int = 8
     lora_alpha: int = 16

@@ -12,7 +12,7 @@ import types
 from transformers import AutoConfig, AutoTokenizer
 
 from common.errors import UserError
-from common.techniques import feature_cache, reinit
+from common.techniques import feature_cache, mean_pooling, reinit
 
 logger = logging.getLogger(__name__)
 
@@ -62,11 +62,23 @@ def load_model(model_args, auto_class, config, peft_task_type):
     """Pre-trained weights into `auto_class` (e.g. AutoModelForSequenceClassification), then
     --freeze_encoder or --lora. peft_task_type: the PEFT TaskType name, e.g. "SEQ_CLS"."""
     check_what_trains(model_args)
+    if model_args.classifier_pooling == "mean":
+        auto_class, config = mean_pooled(auto_class, config)
     model = from_pretrained(auto_class, model_path(model_args), model_args, config=config,
                             ignore_mismatched_sizes=model_args.ignore_mismatched_sizes)
     if model_args.reinit_top_layers:
         reinit.apply(model, model_args.reinit_top_layers, pooler=pooler_name(model))
     return choose_what_trains(model, model_args, peft_task_type)
+
+
+def mean_pooled(auto_class, config):
+    """--classifier_pooling mean: the model class and config of a BERT classifier that reads the mean."""
+    from transformers import AutoModelForSequenceClassification, BertConfig
+    if auto_class is not AutoModelForSequenceClassification or not isinstance(config, BertConfig):
+        raise UserError(f"--classifier_pooling mean: only BERT-style sequence classifiers read a pooler it can "
+                        f"feed (this is a {config.model_type} {auto_class.__name__.removeprefix('AutoModelFor')} "
+                        f"model); drop the flag")
+    return mean_pooling.MeanPooledBertForSequenceClassification, mean_pooling.from_bert_config(config)
 
 
 def check_what_trains(model_args):

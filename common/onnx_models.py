@@ -13,6 +13,8 @@ from transformers import (AutoConfig, AutoModelForQuestionAnswering, AutoModelFo
 from transformers.modeling_outputs import (QuestionAnsweringModelOutput, SequenceClassifierOutput,
                                            TokenClassifierOutput)
 
+from common.techniques import mean_pooling  # noqa: F401  (AutoConfig knows saved mean-pooled classifiers)
+
 ONNX_FILE = "model.onnx"
 EXPORT_INFO = "onnx_export.json"  # how the directory was made: format, quantization, check against PyTorch
 

@@ -152,7 +152,7 @@ def model_card(trainer, cfg, all_results, usage=None) -> str:
         "## Command\n\n```bash\n" + _command(trainer) + "\n```",
         f"## Configuration (`{RESOLVED_CONFIG_NAME}`: rerun with `run.py {RESOLVED_CONFIG_NAME}`)\n\n"
         f"```yaml\n{config_text.rstrip()}\n```",
-        "## Use it\n\n" + _usage(usage, architecture, output_dir),
+        "## Use it\n\n" + _usage(usage, architecture, output_dir) + _own_code_note(model.config),
         "## Framework versions\n\n" + _versions(),
     ]
     return "\n\n".join(sections) + "\n"
@@ -191,6 +191,15 @@ def _usage(usage, architecture, output_dir):
     body = usage(model) if usage else (f"from transformers import {architecture}\n\n"
                                        f"model = {architecture}.from_pretrained({model!r})")
     return f"```python\n{body}\n```"
+
+
+def _own_code_note(config) -> str:
+    """A model saved with its own code (config.json's auto_map, e.g. --classifier_pooling mean) loads in plain
+    transformers only when that code may run."""
+    if not getattr(config, "auto_map", None):
+        return ""
+    return ("\n\nThis model saves its own code beside the weights (config.json's `auto_map`): pass "
+            "`trust_remote_code=True` to `pipeline()` or `from_pretrained()`.")
 
 
 def _versions():

@@ -54,7 +54,8 @@ LORA_SPACE = {"learning_rate": {"low": 1e-4, "high": 3e-3, "log": True}, "lora_r
 # freeze draw it from frozen_learning_rate instead, or most of them would be wasted.
 FREEZE_SPACE = {"freeze_encoder": [False, True], "frozen_learning_rate": {"low": 1e-3, "high": 3e-2, "log": True}}
 # What make_model reads from ModelArguments, so what a trial may change about the model.
-MODEL_KEYS = ("lora_r", "lora_alpha", "lora_dropout", "freeze_encoder", "reinit_top_layers")
+MODEL_KEYS = ("lora_r", "lora_alpha", "lora_dropout", "freeze_encoder", "reinit_top_layers",
+              "classifier_pooling")
 TRAINING_KEYS = frozenset(f.name for f in dataclasses.fields(TrainingArguments) if f.init)
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 BEST_RUN, TRIALS, HISTORY_PLOT, IMPORTANCE_PLOT = "best_run.json", "trials.csv", "hpo_history.png", "hpo_importances.png"

@@ -116,7 +116,7 @@ def test_training_only_settings_come_from_the_recipes_field_metadata():
     before = {"train_file", "validation_file", "dataset_name", "dataset_config_name", "validation_split_percentage",
               "max_train_samples", "max_eval_samples", "max_predict_samples", "label_list", "lora",
               "reinit_top_layers", "early_stopping_patience", "average_last_epochs", "class_weights", "focal_gamma",
-              "oversample", "augment", "pretrain_epochs", "validation_split_by",
+              "oversample", "augment", "pretrain_epochs", "validation_split_by", "classifier_pooling",
               "hpo_trials", "hpo_space", "hpo_storage", "hpo_metric", "hpo_study_name", "hpo_pruner", "hpo_timeout",
               "hpo_seed", "hpo_heartbeat_interval", "hpo_runs_per_trial", "hpo_folds", "eval_strategy",
               "save_strategy", "load_best_model_at_end", "metric_for_best_model", "greater_is_better", "report_to",

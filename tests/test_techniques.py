@@ -1,5 +1,8 @@
 """Issue 10's training techniques do what they claim: cached features, discriminative learning rates,
 class-imbalance losses and oversampling. Real recipes, real Trainer, the tiny model."""
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,7 +12,7 @@ from transformers import AutoModelForSequenceClassification, pipeline
 from common import args, modeling, training
 from common.errors import UserError
 from common.techniques import imbalance, learning_rates
-from conftest import FAST, read_json, read_jsonl, run_recipe, write_jsonl
+from conftest import FAST, OFFLINE_ENV, read_json, read_jsonl, run_recipe, write_jsonl
 
 WORDS = ["good", "great", "fine", "bad", "awful", "poor"]
 
@@ -146,6 +149,66 @@ def test_reinit_top_layers_redraws_only_the_top_layers_and_the_pooler(tiny_model
     assert all(torch.equal(again[n], redrawn[n]) for n in changed)  # drawn from the run's seed
 
 
+PLAIN_TRANSFORMERS = """
+import sys
+from transformers import pipeline
+model, text, trust = sys.argv[1], sys.argv[2], sys.argv[3] == "trust"
+try:
+    print(pipeline("text-classification", model=model, trust_remote_code=trust or None)(text)[0]["label"])
+except ValueError as err:
+    print("refused:", str(err).splitlines()[0])
+"""
+
+
+def test_mean_pooling_reads_the_masked_mean_and_loads_only_as_itself(tiny_model, sentiment, tmp_path):
+    """--classifier_pooling mean: the pooler reads the mean of the tokens the mask keeps (padding changes
+    nothing), the model saves as its own type, and plain transformers loads it only with trust_remote_code."""
+    from transformers import AutoTokenizer, BertForSequenceClassification
+    out = tmp_path / "mean"
+    _train("text_classification", tiny_model, out, "--classifier_pooling", "mean", data=sentiment)
+    assert read_json(out / "config.json")["model_type"] == "mean_pooled_bert"
+    assert (out / "mean_pooling.py").exists() and "trust_remote_code=True" in (out / "README.md").read_text()
+
+    model = modeling.load_trained(str(out), AutoModelForSequenceClassification).eval()
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    texts = ["a fine film", "a bad film number twelve , far too long and poor"]
+    batch = tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**batch).logits
+        hidden = model.bert(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        by_hand = model.classifier(torch.tanh(model.bert.pooler.dense((hidden * mask).sum(1) / mask.sum(1))))
+        alone = model(**tokenizer(texts[:1], return_tensors="pt")).logits
+        as_cls = BertForSequenceClassification.from_pretrained(out).eval()(**batch).logits
+    assert torch.allclose(logits, by_hand, atol=1e-5) and torch.allclose(logits[0], alone[0], atol=1e-5)
+    assert not torch.allclose(logits, as_cls, atol=1e-3)  # the same weights read through [CLS] say otherwise
+
+    predictions = read_jsonl(out / "validation_predictions.jsonl")
+    text = read_jsonl(sentiment / "dev.jsonl")[0]["text"]
+    plain = [subprocess.run([sys.executable, "-c", PLAIN_TRANSFORMERS, str(out), text, trust], cwd=tmp_path,
+                            env=OFFLINE_ENV, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
+             for trust in ("trust", "no")]  # outside the project: the saved file is all the code there is
+    assert plain[0].stdout.strip() == predictions[0]["predicted_label"], plain[0].stderr[-2000:]
+    refused, _, why = plain[1].stdout.rpartition("refused:")  # after transformers' prompt, answered by no input
+    assert refused and "custom code" in why, plain[1].stdout
+
+
+def test_mean_pooling_with_lora_trains_the_pooler_it_reads(tiny_model, sentiment, tmp_path):
+    """With --lora the pooler trains as a copy beside the adapters: the merged model reads the mean through the
+    trained copy, so it predicts what the run predicted."""
+    out = tmp_path / "lora"
+    _train("text_classification", tiny_model, out, "--classifier_pooling", "mean", "--lora", data=sentiment)
+    weights = load_file(out / "model.safetensors")
+    pretrained = AutoModelForSequenceClassification.from_pretrained(tiny_model).state_dict()
+    assert not torch.equal(weights["bert.pooler.dense.weight"], pretrained["bert.pooler.dense.weight"])
+    model = modeling.load_trained(str(out), AutoModelForSequenceClassification).eval()
+    assert type(model).__name__ == "MeanPooledBertForSequenceClassification"
+    predicted = pipeline("text-classification", model=model, tokenizer=str(out))
+    rows = read_jsonl(out / "validation_predictions.jsonl")
+    labels = [p["label"] for p in predicted([r["input"] for r in rows])]
+    assert labels == [r["predicted_label"] for r in rows]
+
+
 def test_focal_and_weighted_losses():
     logits = torch.tensor([[2.0, -1.0, 0.5], [0.1, 0.2, 3.0], [1.0, 1.0, 1.0], [0.0, 4.0, 0.0]])
     labels = torch.tensor([0, 2, 1, -100])  # the last position is not scored (NER's special tokens)
@@ -189,6 +252,7 @@ def test_class_weights_count_tokens_and_oversampling_balances_classes(tiny_model
      "--average_last_epochs with --early_stopping_patience: both choose the final weights"),
     ("ner", ["--reinit_top_layers", "3"], "--reinit_top_layers 3: the encoder has 2 layers"),
     ("text_classification", ["--reinit_top_layers", "1", "--lora"], "--reinit_top_layers with --lora"),
+    ("ner", ["--classifier_pooling", "mean"], "--classifier_pooling mean: only BERT-style sequence classifiers"),
 ])
 def test_bad_technique_flags_fail_in_one_line(tiny_model, sentiment, demo_data, tmp_path, task, flags, message):
     data = sentiment if task == "text_classification" else None

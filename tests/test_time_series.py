@@ -150,6 +150,15 @@ def test_wrong_channel_count_in_test_is_one_line_and_writes_nothing(tmp_path):
     assert not out.exists()
 
 
+def test_the_text_classifiers_pooling_flag_is_refused_here(tmp_path):
+    write_wide_csv(tmp_path / "train.csv", waves(8))
+    proc = run_recipe(TASK, "--train_file", tmp_path / "train.csv", "--do_train", "--classifier_pooling", "mean",
+                      "--output_dir", tmp_path / "out", *TINY, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: --classifier_pooling is for the text classifiers")
+    assert not (tmp_path / "out").exists()
+
+
 def _config(tmp_path, *argv):
     return args.parse(series_data.SeriesArguments, [*map(str, argv), "--output_dir", str(tmp_path / "o")])
 

@@ -86,6 +86,9 @@ def model_factory(config, pretrained=None):
         if model_args.cache_features:
             raise UserError("--cache_features is for the text recipes; drop it here (--freeze_encoder alone trains "
                             "only the head)")
+        if model_args.classifier_pooling != "cls":
+            raise UserError("--classifier_pooling is for the text classifiers; here --pooling chooses how patches "
+                            "become one vector")
         needs_backbone = next((flag for flag in ("freeze_encoder", "lora", "reinit_top_layers")
                                if getattr(model_args, flag)), None)
         if not path and needs_backbone:
