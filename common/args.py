@@ -104,7 +104,8 @@ class ModelArguments:
         default="cls", metadata={"help": "What a BERT-style sequence classifier's head reads: cls (the pooler over "
                                          "[CLS]) or mean (the pooler over the mean of the token outputs, for encoders "
                                          "trained as mean-pooled sentence embedders). A mean-pooled model saves as "
-                                         "its own type: pipeline() needs trust_remote_code=True.",
+                                         "its own type (pipeline() needs trust_remote_code=True) and stays "
+                                         "mean-pooled when trained further.",
                                  "choices": ["cls", "mean"], **TRAINING_ONLY})
     lora: bool = field(default=False, metadata={"help": "Wrap the model in PEFT LoRA adapters.", **TRAINING_ONLY})
     lora_r: int = 8

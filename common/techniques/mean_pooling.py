@@ -9,7 +9,6 @@ what it is: the project's tools know the type, `pipeline(..., trust_remote_code=
 plain transformers without that flag refuses it rather than reading [CLS] with weights trained on the mean.
 This file imports nothing of the project, as it must to load from a model directory on its own.
 """
-import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
 
 
