@@ -9,7 +9,7 @@ import logging
 import os
 import types
 
-from transformers import AutoConfig, AutoTokenizer
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, BertConfig
 
 from common.errors import UserError
 from common.techniques import feature_cache, mean_pooling, reinit
@@ -73,7 +73,6 @@ def load_model(model_args, auto_class, config, peft_task_type):
 
 def mean_pooled(auto_class, config):
     """--classifier_pooling mean: the model class and config of a BERT classifier that reads the mean."""
-    from transformers import AutoModelForSequenceClassification, BertConfig
     if auto_class is not AutoModelForSequenceClassification or not isinstance(config, BertConfig):
         raise UserError(f"--classifier_pooling mean: only BERT-style sequence classifiers read a pooler it can "
                         f"feed (this is a {config.model_type} {auto_class.__name__.removeprefix('AutoModelFor')} "
