@@ -72,6 +72,7 @@ def test_three_workers_started_together_on_a_new_study(tiny_model, demo_data, tm
     assert sum(stdout.count(" not trained: ") for stdout, _ in results) == len(trials) - len(counted)
 
 
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # retried_trial_number, as the search uses it
 def test_a_killed_worker_trial_is_retried_and_a_restarted_worker_joins(tiny_model, demo_data, tmp_path,
                                                                        postgres_url):
     study_name, space = f"kill-{uuid.uuid4().hex[:8]}", _space(tmp_path, num_train_epochs=[3])
