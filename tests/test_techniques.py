@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
-from transformers import AutoModelForSequenceClassification, pipeline
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertForSequenceClassification, pipeline
 
 from common import args, modeling, training
 from common.errors import UserError
@@ -163,7 +163,6 @@ except ValueError as err:
 def test_mean_pooling_reads_the_masked_mean_and_loads_only_as_itself(tiny_model, sentiment, tmp_path):
     """--classifier_pooling mean: the pooler reads the mean of the tokens the mask keeps (padding changes
     nothing), the model saves as its own type, and plain transformers loads it only with trust_remote_code."""
-    from transformers import AutoTokenizer, BertForSequenceClassification
     out = tmp_path / "mean"
     _train("text_classification", tiny_model, out, "--classifier_pooling", "mean", data=sentiment)
     assert read_json(out / "config.json")["model_type"] == "mean_pooled_bert"
